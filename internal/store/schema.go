@@ -1,0 +1,98 @@
+package store
+
+import (
+	"database/sql"
+	"fmt"
+)
+
+// migrations bring the schema from version i to i+1 (user_version i+1 once
+// migrations[i] ran). Append new ones; never edit one that has shipped.
+var migrations = []string{
+	// 1: apps, releases, hosts, events, meta.
+	`
+CREATE TABLE apps (
+	name       TEXT PRIMARY KEY,
+	replicas   INTEGER NOT NULL CHECK (replicas >= 0),
+	target     INTEGER NOT NULL DEFAULT 0,
+	stable     INTEGER NOT NULL DEFAULT 0,
+	deleting   INTEGER NOT NULL DEFAULT 0,
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL
+);
+CREATE TABLE releases (
+	app         TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+	number      INTEGER NOT NULL CHECK (number > 0),
+	spec        BLOB NOT NULL,
+	spec_file   TEXT NOT NULL,
+	artifact    TEXT NOT NULL DEFAULT '',
+	replicas    INTEGER,
+	status      TEXT NOT NULL CHECK (status IN ('pending', 'complete', 'failed', 'superseded')),
+	message     TEXT NOT NULL DEFAULT '',
+	rollback_of INTEGER NOT NULL DEFAULT 0,
+	created_at  INTEGER NOT NULL,
+	finished_at INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (app, number)
+);
+CREATE INDEX releases_artifact ON releases(artifact);
+-- Host names are case-insensitive (DNS), so uniqueness is too.
+CREATE TABLE hosts (
+	host TEXT PRIMARY KEY COLLATE NOCASE,
+	app  TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+	pos  INTEGER NOT NULL
+);
+CREATE INDEX hosts_app ON hosts(app, pos);
+-- AUTOINCREMENT: an ID is never reused, even once old events are pruned,
+-- so "events after ID" cursors stay valid.
+CREATE TABLE events (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	time    INTEGER NOT NULL,
+	app     TEXT NOT NULL DEFAULT '',
+	release INTEGER NOT NULL DEFAULT 0,
+	kind    TEXT NOT NULL,
+	message TEXT NOT NULL DEFAULT '',
+	data    TEXT
+);
+CREATE INDEX events_app ON events(app, release, id);
+-- The last release number given per app name; kept when an app is purged.
+CREATE TABLE release_numbers (
+	app  TEXT PRIMARY KEY,
+	last INTEGER NOT NULL
+);
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+`,
+}
+
+// migrate brings the database to the newest schema version, one transaction per step so
+// a failed step leaves the file at the previous version.
+func migrate(db *sql.DB) error {
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this skiff understands (%d): run a newer skiff, or restore a backup", v, len(migrations))
+	}
+	for ; v < len(migrations); v++ {
+		tx, err := db.Begin()
+		if err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+		if _, err := tx.Exec(migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+		// user_version lives in the file header and is transactional, so
+		// the version moves with the schema change or not at all.
+		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	return nil
+}
