@@ -1,0 +1,47 @@
+package edge
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+)
+
+// requestIDHeader carries the id that ties a client's request to the
+// edge's and the app's logs.
+const requestIDHeader = "X-Request-Id"
+
+// maxRequestIDLen bounds an id taken from a client, so a client cannot
+// fill logs with it.
+const maxRequestIDLen = 128
+
+// requestID keeps the client's X-Request-ID when it is a single sane
+// token, and makes a new one otherwise, so that whatever reaches logs and
+// the app is short and printable.
+func requestID(h http.Header) string {
+	if vs := h.Values(requestIDHeader); len(vs) == 1 && validRequestID(vs[0]) {
+		return vs[0]
+	}
+	return newRequestID()
+}
+
+// validRequestID reports whether id is 1 to 128 characters of
+// [A-Za-z0-9-_.].
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID returns 128 random bits in hex.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails; it would crash the program first
+	return hex.EncodeToString(b[:])
+}

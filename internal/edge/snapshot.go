@@ -1,0 +1,49 @@
+package edge
+
+// Snapshot is an immutable routing table: every route the edge serves at
+// one generation. The control plane builds it whole and hands it to
+// Edge.Apply; the edge copies what it needs, so the caller must not expect
+// later changes to the slices to take effect.
+type Snapshot struct {
+	// Generation orders snapshots. Apply ignores a snapshot older than the
+	// one it serves, so a late publisher cannot roll routes back.
+	Generation uint64
+	Routes     []Route
+}
+
+// Route sends requests for a host (and optionally a path prefix) to the
+// ready instances of one app.
+type Route struct {
+	// Host is an exact name ("hello.localhost") or a wildcard
+	// ("*.apps.example.com") that matches any subdomain of the suffix, at
+	// any depth, but not the suffix itself. Matching ignores case, the port
+	// and a trailing dot. An exact host beats a wildcard, and a longer
+	// wildcard suffix beats a shorter one.
+	Host string
+	// PathPrefix limits the route to a path subtree. "" and "/" mean every
+	// path. "/api" matches "/api" and "/api/..." but not "/apix"; a trailing
+	// slash is ignored. The longest matching prefix of the chosen host wins;
+	// when no prefix of an exact host matches, wildcard routes are tried.
+	PathPrefix string
+	// App names the app, for pages and logs.
+	App string
+	// Backends are the app's ready instances. An empty list answers 503.
+	Backends []Backend
+}
+
+// Backend is one instance the edge may send requests to.
+type Backend struct {
+	// ID is the instance id. It is the backend's identity across
+	// snapshots: its in-flight count, draining state and upstream
+	// connections follow the ID, not the snapshot.
+	ID string
+	// Addr is host:port where the instance listens (127.0.0.1:NNNN).
+	Addr string
+	// Release is the release the instance runs.
+	Release int
+	// Weight scales the backend's share of requests against the other
+	// backends of its route: the balancer compares in-flight requests per
+	// unit of weight, and breaks ties at random in proportion to weight.
+	// 0 means 1.
+	Weight int
+}
