@@ -1,0 +1,161 @@
+package process_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skiff-sh/skiff/internal/controller"
+	"github.com/skiff-sh/skiff/internal/instance"
+	"github.com/skiff-sh/skiff/internal/runtime/process"
+	"github.com/skiff-sh/skiff/internal/runtimetest"
+	"github.com/skiff-sh/skiff/internal/supervisor"
+)
+
+// TestConformance runs the runtime suite on the supervisor over the
+// process driver.
+func TestConformance(t *testing.T) {
+	appDir := runtimetest.BuildTestApp(t)
+	var mu sync.Mutex
+	drivers := map[controller.Runtime]*process.Driver{}
+	h := runtimetest.Harness{
+		New: func(t *testing.T, dir string) controller.Runtime {
+			d := newDriver(t, dir)
+			sup, err := supervisor.New(supervisor.Options{
+				Driver:      d,
+				StateDir:    dir,
+				Logger:      testLogger(),
+				BackoffBase: 50 * time.Millisecond,
+				BackoffMax:  400 * time.Millisecond,
+				StopGrace:   time.Second,
+				TailLog:     tailFile,
+			})
+			if err != nil {
+				t.Fatalf("new supervisor: %v", err)
+			}
+			if err := sup.Start(context.Background()); err != nil {
+				t.Fatalf("start supervisor: %v", err)
+			}
+			mu.Lock()
+			drivers[sup] = d
+			mu.Unlock()
+			return sup
+		},
+		Close: func(rt controller.Runtime) {
+			if err := rt.(*supervisor.Supervisor).Close(); err != nil {
+				t.Errorf("close: %v", err)
+			}
+		},
+		Template: func(t *testing.T, app string, release int, env map[string]string) instance.Template {
+			return instance.Template{
+				App:     app,
+				Release: release,
+				Command: []string{"./testapp"},
+				Dir:     appDir,
+				Env:     env,
+				Health: instance.Health{Path: "/healthz", Interval: 50 * time.Millisecond, Timeout: 500 * time.Millisecond,
+					Threshold: 3, LivenessThreshold: 6},
+			}
+		},
+		Logs: func(t *testing.T, rt controller.Runtime, id string) string {
+			mu.Lock()
+			d := drivers[rt]
+			mu.Unlock()
+			b, err := os.ReadFile(d.LogPath(supervisor.Handle{ID: id}))
+			if err != nil {
+				t.Fatalf("read log of %s: %v", id, err)
+			}
+			return string(b)
+		},
+		Forget:       forgetSet,
+		Capabilities: supervisor.Capabilities{Name: "process", ExitCodeOnRecover: false},
+	}
+	runtimetest.Run(t, h)
+}
+
+// newDriver returns a driver whose node is private to dir, so tests in
+// parallel never see each other's instances, and which kills whatever of
+// its node still runs when the test ends.
+func newDriver(t *testing.T, dir string) *process.Driver {
+	t.Helper()
+	sum := sha256.Sum256([]byte(dir))
+	d, err := process.New(process.Options{StateDir: dir, NodeID: "test-" + hex.EncodeToString(sum[:6]), Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("new driver: %v", err)
+	}
+	t.Cleanup(func() {
+		hs, err := d.Recover(context.Background())
+		if err != nil {
+			t.Errorf("cleanup: recover: %v", err)
+		}
+		for _, h := range hs {
+			_ = d.Stop(context.Background(), h, 0)
+		}
+	})
+	return d
+}
+
+func testLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// tailFile returns the last n lines of a file.
+func tailFile(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return lines
+}
+
+// forgetSet drops a set from a stopped supervisor's sets.json, as a crash
+// right after a recorded DeleteSet leaves it. It fails when the set is not
+// there, so a change of the file's format cannot make it a silent no-op.
+func forgetSet(t *testing.T, dir, app string, release int) {
+	t.Helper()
+	path := filepath.Join(dir, "sets.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("forget set: %v", err)
+	}
+	var state map[string]any
+	if err := json.Unmarshal(b, &state); err != nil {
+		t.Fatalf("forget set: %v", err)
+	}
+	sets, _ := state["sets"].([]any)
+	var kept []any
+	for _, s := range sets {
+		tmpl, _ := s.(map[string]any)["template"].(map[string]any)
+		if tmpl["App"] == app && tmpl["Release"] == float64(release) {
+			continue
+		}
+		kept = append(kept, s)
+	}
+	if len(kept) == len(sets) {
+		t.Fatalf("forget set: %s release %d not in %s", app, release, b)
+	}
+	state["sets"] = kept
+	if b, err = json.Marshal(state); err != nil {
+		t.Fatalf("forget set: %v", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatalf("forget set: %v", err)
+	}
+}
