@@ -1,0 +1,179 @@
+// Package api is skiff's HTTP/JSON API under /v1/: the only way in for the
+// CLI, the web UI and automation. It validates input and writes desired
+// state to the store; it never drives a runtime or the edge itself (the
+// controllers do), and reads what runs only through an Observer.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/skiff-sh/skiff/internal/artifact"
+	"github.com/skiff-sh/skiff/internal/instance"
+	"github.com/skiff-sh/skiff/internal/logs"
+	"github.com/skiff-sh/skiff/internal/store"
+)
+
+// Observer reports the instance sets that run for an app.
+type Observer interface {
+	Sets(ctx context.Context, app string) ([]instance.Set, error)
+}
+
+// LogReader reads an app's collected logs.
+type LogReader interface {
+	Read(ctx context.Context, app string, q logs.Query, fn func(logs.Line) error) error
+}
+
+// Config wires the API to the rest of skiff.
+type Config struct {
+	Store     *store.Store
+	Artifacts *artifact.Store
+	Observer  Observer
+	Logs      LogReader
+	// Domain is the base domain; an app's default host is <name>.<Domain>.
+	Domain string
+	// EdgeURL is how users reach the edge, e.g. "http://%s:8080"; %s is
+	// replaced by the host.
+	EdgeURL string
+	// MaxUpload is the largest artifact accepted, compressed, in bytes.
+	MaxUpload int64
+	// TokenHash is the hex SHA-256 of the admin token.
+	TokenHash string
+	Logger    *slog.Logger
+	// Wake is called after a change of desired state, with the app's name.
+	Wake func(app string)
+}
+
+// Server serves the API.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New builds the API server.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Wake == nil {
+		cfg.Wake = func(string) {}
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /v1/health", s.health)
+	s.mux.HandleFunc("GET /v1/apps", s.listApps)
+	s.mux.HandleFunc("GET /v1/apps/{app}", s.getApp)
+	s.mux.HandleFunc("DELETE /v1/apps/{app}", s.destroyApp)
+	s.mux.HandleFunc("POST /v1/releases", s.deploy)
+	s.mux.HandleFunc("GET /v1/apps/{app}/releases", s.listReleases)
+	s.mux.HandleFunc("GET /v1/apps/{app}/releases/{n}", s.getRelease)
+	s.mux.HandleFunc("POST /v1/apps/{app}/rollback", s.rollback)
+	s.mux.HandleFunc("POST /v1/apps/{app}/scale", s.scale)
+	s.mux.HandleFunc("GET /v1/apps/{app}/logs", s.appLogs)
+	s.mux.HandleFunc("GET /v1/events", s.events)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, &Error{Code: CodeNotFound,
+			Message: "no API endpoint " + r.Method + " " + r.URL.Path + "; see docs/api.md"})
+	})
+}
+
+// Handler returns the API for a listener that needs the bearer token.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/health" && !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="skiff"`)
+			writeError(w, http.StatusUnauthorized, &Error{Code: CodeUnauthorized,
+				Message: "missing or wrong API token: set SKIFF_TOKEN to the contents of <data-dir>/admin.token"})
+			return
+		}
+		s.mux.ServeHTTP(w, r)
+	})
+}
+
+// LocalHandler returns the API for the unix socket, whose file mode (0600)
+// already limits who may connect.
+func (s *Server) LocalHandler() http.Handler { return s.mux }
+
+func (s *Server) authorized(r *http.Request) bool {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" || s.cfg.TokenHash == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(HashToken(token)), []byte(s.cfg.TokenHash)) == 1
+}
+
+// HashToken is how tokens are kept: hex SHA-256. Tokens are long random
+// strings, so a fast hash is enough.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, e *Error) {
+	writeJSON(w, status, e)
+}
+
+// fail maps an error to its answer. Only here do errors become status codes.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var apiErr *Error
+	var hostErr *store.HostInUseError
+	switch {
+	case errors.As(err, &apiErr):
+		writeError(w, statusOf(apiErr.Code), apiErr)
+	case errors.As(err, &hostErr):
+		writeError(w, http.StatusConflict, &Error{Code: CodeHostInUse, Message: hostErr.Error() + ": choose another host or remove it from that app"})
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, &Error{Code: CodeNotFound, Message: err.Error()})
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, &Error{Code: CodeConflict, Message: err.Error()})
+	case errors.Is(err, artifact.ErrTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, &Error{Code: CodeTooLarge, Message: err.Error()})
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads an answer.
+	default:
+		s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, &Error{Code: CodeInternal, Message: "internal error; the server log has details"})
+	}
+}
+
+func statusOf(code string) int {
+	switch code {
+	case CodeInvalidSpec, CodeBadRequest:
+		return http.StatusBadRequest
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeHostInUse, CodeConflict:
+		return http.StatusConflict
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeUnauthorized:
+		return http.StatusUnauthorized
+	}
+	return http.StatusInternalServerError
+}
+
+func badRequest(msg string) *Error { return &Error{Code: CodeBadRequest, Message: msg} }

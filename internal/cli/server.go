@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/skiff-sh/skiff/internal/server"
+)
+
+func newServerCmd() *cobra.Command {
+	var cfg server.Config
+	var maxUploadMiB int64
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the skiff server: API, store, controllers, edge and runtimes",
+		Long: `Run the skiff server in the foreground.
+
+Every flag can also be set with an environment variable SKIFF_<FLAG>, e.g.
+SKIFF_DATA_DIR or SKIFF_HTTP_ADDR; a flag on the command line wins.
+Apps keep running when the server stops; the next start adopts them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flagsFromEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: expected debug, info, warn or error", logLevel)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			cfg.MaxUpload = maxUploadMiB << 20
+			return server.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where skiff keeps its state")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "address of the edge (HTTP)")
+	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:7070", "address of the API (also on <data-dir>/api.sock)")
+	f.StringVar(&cfg.Domain, "domain", "localhost", "base domain: app NAME answers on NAME.<domain>")
+	f.StringVar(&cfg.Runtime, "runtime", "local", "where apps run: local (processes; Docker later) or kubernetes (later)")
+	f.Int64Var(&maxUploadMiB, "max-upload", 256, "largest release upload accepted, in MiB (compressed)")
+	f.DurationVar(&cfg.BackoffBase, "restart-backoff", time.Second, "first restart delay of a crashing instance; doubles each time")
+	f.DurationVar(&cfg.BackoffMax, "restart-backoff-max", 5*time.Minute, "longest restart delay")
+	f.DurationVar(&cfg.StopGrace, "stop-grace", 10*time.Second, "time between SIGTERM and SIGKILL when an instance stops")
+	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "longest wait for a leaving instance's requests to finish")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// flagsFromEnv sets each flag not given on the command line from
+// SKIFF_<NAME> (dashes as underscores).
+func flagsFromEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		env := "SKIFF_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, e)
+			}
+		}
+	})
+	return err
+}
