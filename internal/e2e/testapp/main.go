@@ -1,0 +1,59 @@
+// Command testapp is the app the end-to-end tests deploy: it holds every
+// request for $HOLD (default 0), echoes POST bodies, streams on /stream,
+// and exits the instant it gets SIGTERM, the hardest case for a
+// zero-downtime deploy.
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	hold, _ := time.ParseDuration(os.Getenv("HOLD"))
+	release := os.Getenv("SKIFF_RELEASE")
+	inst := os.Getenv("SKIFF_INSTANCE")
+	if os.Getenv("CRASH") != "" {
+		fmt.Println("crashing on purpose")
+		os.Exit(3)
+	}
+
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	go func() {
+		<-term
+		os.Exit(0) // at once: no graceful shutdown
+	}()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(hold)
+		if r.Method == http.MethodPost {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			fmt.Fprintf(w, "release %s instance %s echo %s", release, inst, body)
+			return
+		}
+		fmt.Fprintf(w, "release %s instance %s", release, inst)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if os.Getenv("NEVER_READY") != "" {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	fmt.Printf("testapp %s of release %s listening on %s\n", inst, release, os.Getenv("PORT"))
+	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), mux); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+}
