@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Starts skiff in the background with the demo app deployed.
 set -euo pipefail
-skiff=$1 data=${2:-}
+skiff=$1 data=${2:-} http=$3 apiaddr=$4
 if [ -z "$data" ]; then
   if [ "$(id -u)" = 0 ]; then data=/var/lib/skiff; else data=${XDG_DATA_HOME:-$HOME/.local/share}/skiff; fi
-fi http=$3 apiaddr=$4
+fi
 mkdir -p "$data"
 export SKIFF_DATA_DIR=$data
 if ! "$skiff" apps >/dev/null 2>&1; then

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net/http"
 	"slices"
@@ -91,9 +92,12 @@ func readSpecPart(mr *multipart.Reader) (string, []byte, error) {
 	if len(data) > maxSpecBytes {
 		return "", nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("the spec is larger than %d bytes", maxSpecBytes)}
 	}
-	name := part.FileName()
-	if name == "" {
-		name = "skiff.yaml"
+	// The file name as the user typed it, path included (FileName would
+	// keep only the base), so errors point at their file. It is used only
+	// in messages.
+	name := "skiff.yaml"
+	if _, params, err := mime.ParseMediaType(part.Header.Get("Content-Disposition")); err == nil && params["filename"] != "" {
+		name = params["filename"]
 	}
 	return name, data, nil
 }

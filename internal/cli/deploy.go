@@ -34,11 +34,7 @@ exactly the old files. With --wait it follows the deploy until the new
 release serves all traffic and the old one is stopped, or until it fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				return fmt.Errorf("read %s: %w", file, err)
-			}
-			sp, err := spec.Parse(file, data)
+			sp, data, err := spec.LoadFile(file)
 			if err != nil {
 				return err
 			}
@@ -52,7 +48,8 @@ release serves all traffic and the old one is stopped, or until it fails.`,
 			}
 			defer os.Remove(archive.Name())
 			defer archive.Close()
-			rel, err := c.Deploy(cmd.Context(), filepath.Base(file), data, archive)
+			// The file name as typed, so the server's errors point at it.
+			rel, err := c.Deploy(cmd.Context(), file, data, archive)
 			if err != nil {
 				return err
 			}

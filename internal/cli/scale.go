@@ -8,7 +8,7 @@ import (
 )
 
 func newScaleCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "scale APP N",
 		Short: "Set how many instances an app runs",
 		Args:  cobra.ExactArgs(2),
@@ -29,4 +29,8 @@ func newScaleCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	// Arguments after APP are not flags, so `scale web -1` reaches the
+	// range check instead of failing as an unknown flag.
+	cmd.Flags().SetInterspersed(false)
+	return cmd
 }

@@ -54,11 +54,19 @@ func Parse(file string, data []byte) (*Spec, error) {
 // errors. A file that cannot be read is reported as *Errors as well, with
 // one error naming the file and the reason.
 func ParseFile(path string) (*Spec, error) {
+	sp, _, err := LoadFile(path)
+	return sp, err
+}
+
+// LoadFile is ParseFile that also returns the file's bytes, for callers
+// that send the spec on (a deploy uploads it as written).
+func LoadFile(path string) (*Spec, []byte, error) {
 	data, err := readFile(path)
 	if err != nil {
-		return nil, &Errors{List: []*Error{{File: path, Message: err.Error()}}}
+		return nil, nil, &Errors{List: []*Error{{File: path, Message: err.Error()}}}
 	}
-	return Parse(path, data)
+	sp, err := Parse(path, data)
+	return sp, data, err
 }
 
 // readFile reads at most one byte more than MaxFileSize, so that Parse
