@@ -119,7 +119,28 @@ func (g *globals) client() (*client.Client, error) {
 	return client.New(addr, token)
 }
 
-// printJSON is -o json for every read command.
+// show is the shape of every read command: fetch from the API, then print
+// as JSON (-o json) or as text.
+func show[T any](cmd *cobra.Command, g *globals, fetch func(context.Context, *client.Client) (T, error), text func(io.Writer, T) error) error {
+	asJSON, err := g.json()
+	if err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	v, err := fetch(cmd.Context(), c)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(cmd.OutOrStdout(), v)
+	}
+	return text(cmd.OutOrStdout(), v)
+}
+
+// json says whether -o asks for JSON.
 func (g *globals) json() (bool, error) {
 	switch g.output {
 	case "json":

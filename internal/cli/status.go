@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-sh/skiff/internal/api"
+	"github.com/skiff-sh/skiff/internal/client"
 	"github.com/skiff-sh/skiff/internal/instance"
 )
 
@@ -19,23 +21,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show an app: its releases in service, instances and recent events",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.json()
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			st, err := c.App(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), st)
-			}
-			printStatus(cmd.OutOrStdout(), st, time.Now())
-			return nil
+			return show(cmd, g, func(ctx context.Context, c *client.Client) (api.AppStatus, error) {
+				return c.App(ctx, args[0])
+			}, func(w io.Writer, st api.AppStatus) error {
+				printStatus(w, st, time.Now())
+				return nil
+			})
 		},
 	}
 }

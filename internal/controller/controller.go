@@ -109,18 +109,35 @@ func (c *Controller) Run(ctx context.Context) {
 
 // Prime publishes routes for every app from what runs now, before the edge
 // starts serving, so a restarted server routes to adopted instances at
-// once.
-func (c *Controller) Prime(ctx context.Context) error {
+// once. It gives adopted instances up to wait to pass their first probe.
+func (c *Controller) Prime(ctx context.Context, wait time.Duration) error {
 	apps, err := c.cfg.Store.Apps(ctx)
 	if err != nil {
 		return err
 	}
-	for _, a := range apps {
-		sets, err := c.cfg.Runtime.Sets(ctx, a.Name)
-		if err != nil {
-			return err
+	deadline := time.Now().Add(wait)
+	for {
+		starting := false
+		for _, a := range apps {
+			sets, err := c.cfg.Runtime.Sets(ctx, a.Name)
+			if err != nil {
+				return err
+			}
+			for _, set := range sets {
+				for _, in := range set.Instances {
+					starting = starting || in.State == instance.Starting
+				}
+			}
+			c.routes.set(a.Name, a.Hosts, sets)
 		}
-		c.routes.set(a.Name, a.Hosts, sets)
+		if !starting || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	c.routes.publish()
 	return nil

@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ReleasesDir: releasesDir, Logs: collector, Logger: log,
 		DrainTimeout: cfg.DrainTimeout,
 	})
-	if err := ctl.Prime(ctx); err != nil {
+	if err := ctl.Prime(ctx, 3*time.Second); err != nil {
 		return fmt.Errorf("route adopted instances: %w", err)
 	}
 
