@@ -1,7 +1,13 @@
 // Command testapp is the app the end-to-end tests deploy: it holds every
-// request for $HOLD (default 0), echoes POST bodies, streams on /stream,
+// request for $HOLD (default 0), echoes POST bodies,
 // and exits the instant it gets SIGTERM, the hardest case for a
 // zero-downtime deploy.
+//
+// Knobs for failure tests: CRASH=1 exits with code 3 at start;
+// CRASH_FILE=<path> does the same only while that file exists, so a test
+// can start and end a crash loop from outside; NEVER_READY=1 makes
+// /healthz answer 503; LOG_REQUESTS=1 prints "request <path>" for every
+// request.
 package main
 
 import (
@@ -18,10 +24,11 @@ func main() {
 	hold, _ := time.ParseDuration(os.Getenv("HOLD"))
 	release := os.Getenv("SKIFF_RELEASE")
 	inst := os.Getenv("SKIFF_INSTANCE")
-	if os.Getenv("CRASH") != "" {
+	if os.Getenv("CRASH") != "" || crashFileExists(os.Getenv("CRASH_FILE")) {
 		fmt.Println("crashing on purpose")
 		os.Exit(3)
 	}
+	logRequests := os.Getenv("LOG_REQUESTS") != ""
 
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
@@ -32,6 +39,9 @@ func main() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if logRequests {
+			fmt.Printf("request %s\n", r.URL.Path)
+		}
 		time.Sleep(hold)
 		if r.Method == http.MethodPost {
 			body, err := io.ReadAll(r.Body)
@@ -56,4 +66,14 @@ func main() {
 		fmt.Println(err)
 		os.Exit(1)
 	}
+}
+
+// crashFileExists reports whether path names an existing file; an empty
+// path never does.
+func crashFileExists(path string) bool {
+	if path == "" {
+		return false
+	}
+	_, err := os.Stat(path)
+	return err == nil
 }
