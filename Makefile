@@ -26,8 +26,13 @@ demo-stop:
 	@scripts/demo-stop.sh "$(SKIFF)" "$(DATA)"
 
 # test installs what the tests need, then runs every test.
+# The packages whose concurrency carries the most weight also run under
+# the race detector.
+RACE_PKGS := ./internal/edge/... ./internal/supervisor/... ./internal/logs/... ./internal/controller/... ./internal/store/...
+
 test: test-setup vet
 	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
 
 test-setup:
 	@scripts/test-setup.sh

@@ -126,13 +126,19 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for range maxPicks {
 		// Each pick reads the current table: after a bounce, the backend
 		// is usually gone from it already.
-		rt = e.table.Load().lookup(host, path)
+		t := e.table.Load()
+		rt = t.lookup(host, path)
 		if rt == nil {
 			writePage(w, http.StatusNotFound, id, notFoundPage(host))
 			return
 		}
 		b := rt.pick()
 		if b == nil {
+			// Every backend of this table closed: if a newer table
+			// replaced it meanwhile, pick from that one.
+			if e.table.Load() != t {
+				continue
+			}
 			break
 		}
 		if b.acquire() {
