@@ -1,6 +1,9 @@
 package api
 
 import (
+	"archive/tar"
+	"compress/flate"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/skiff-sh/skiff/internal/artifact"
 	"github.com/skiff-sh/skiff/internal/spec"
 	"github.com/skiff-sh/skiff/internal/store"
 )
@@ -38,6 +42,16 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, specError(err))
 		return
 	}
+	// Refuse a deploy to an app being destroyed before its artifact is
+	// stored: the destroy would never remove an archive no release names.
+	// The store checks again when it creates the release.
+	if a, err := s.cfg.Store.App(r.Context(), sp.Name); err == nil && a.Deleting {
+		s.fail(w, r, &Error{Code: CodeConflict, Message: fmt.Sprintf("app %q is being destroyed; try again when `skiff apps` no longer lists it", sp.Name)})
+		return
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.fail(w, r, err)
+		return
+	}
 	prev, err := s.latestSpec(r, sp.Name)
 	if err != nil {
 		s.fail(w, r, err)
@@ -58,11 +72,7 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 	// release's archive if this deploy fails.
 	digest, err := s.cfg.Artifacts.Put(part, s.cfg.MaxUpload)
 	if err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			err = &Error{Code: CodeTooLarge, Message: fmt.Sprintf("the upload exceeds the server's limit of %d bytes; exclude files with .skiffignore", s.cfg.MaxUpload)}
-		}
-		s.fail(w, r, fmt.Errorf("store artifact: %w", err))
+		s.fail(w, r, s.artifactError(err))
 		return
 	}
 
@@ -78,6 +88,24 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("release created", "app", rel.App, "release", rel.Number, "artifact", digest)
 	s.cfg.Wake(rel.App)
 	writeJSON(w, http.StatusCreated, releaseView(rel, false))
+}
+
+// artifactError answers a failed Put. The archive comes from the client,
+// so one that is malformed, cut short or unsafe is a bad request, not an
+// internal error; only the server's own failures (a full disk) remain
+// internal.
+func (s *Server) artifactError(err error) error {
+	var maxErr *http.MaxBytesError
+	var corrupt flate.CorruptInputError
+	switch {
+	case errors.As(err, &maxErr):
+		return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("the upload exceeds the server's limit of %d bytes; exclude files with .skiffignore", s.cfg.MaxUpload)}
+	case errors.Is(err, artifact.ErrUnsafePath),
+		errors.Is(err, gzip.ErrHeader), errors.Is(err, gzip.ErrChecksum), errors.As(err, &corrupt),
+		errors.Is(err, tar.ErrHeader), errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("the artifact is not a usable app archive (" + err.Error() + "): upload a gzip'd tar of the app's directory, as `skiff deploy` makes")
+	}
+	return fmt.Errorf("store artifact: %w", err)
 }
 
 func readSpecPart(mr *multipart.Reader) (string, []byte, error) {

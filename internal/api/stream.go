@@ -23,7 +23,11 @@ func newNDJSON(w http.ResponseWriter) *ndjson {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	return &ndjson{w: w, enc: json.NewEncoder(w), rc: http.NewResponseController(w)}
+	// Send the headers now: a follower learns at once that its stream is
+	// open, not only when the first line or keep-alive comes.
+	rc := http.NewResponseController(w)
+	rc.Flush()
+	return &ndjson{w: w, enc: json.NewEncoder(w), rc: rc}
 }
 
 func (n *ndjson) send(v any) error {

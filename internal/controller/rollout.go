@@ -52,7 +52,11 @@ func (r *rollout) step(ctx context.Context) error {
 	if pending {
 		if reason := r.failure(cur, curReady); reason != "" {
 			r.c.log.Warn("deploy failed", "app", r.app.Name, "release", r.rel.Number, "reason", reason)
-			return r.c.cfg.Store.FinishRelease(ctx, r.app.Name, r.rel.Number, "failed", reason)
+			if err := r.c.cfg.Store.FinishRelease(ctx, r.app.Name, r.rel.Number, "failed", reason); err != nil {
+				return err
+			}
+			r.c.queue.Add(r.app.Name) // retire the failed set at once
+			return nil
 		}
 	}
 
@@ -74,6 +78,11 @@ func (r *rollout) step(ctx context.Context) error {
 	}
 	// Shrink it when scaled down.
 	if cur != nil && curSize > want {
+		if len(cur.Instances) == 0 {
+			// The set's size runs ahead of its instances (none started
+			// yet): shrinking it stops nothing that serves.
+			return r.c.cfg.Runtime.Scale(ctx, r.tmpl, want)
+		}
 		return r.retire(ctx, leaving(cur.Instances)[0])
 	}
 	// Retire old instances while enough others are ready; one not ready
