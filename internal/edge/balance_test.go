@@ -13,19 +13,27 @@ func TestPick(t *testing.T) {
 		load, weight int64
 		draining     bool
 		removed      bool
+		ejected      bool
 	}
 	tests := []struct {
 		name     string
 		backends []tb
-		want     int // index; -1 for none
+		except   int   // index of the backend a retry leaves; -1 for none
+		want     []int // indices pick may return; nil for none
 	}{
-		{"fewest in flight", []tb{{load: 3, weight: 1}, {load: 1, weight: 1}, {load: 2, weight: 1}}, 1},
-		{"per unit of weight", []tb{{load: 3, weight: 4}, {load: 1, weight: 1}}, 0},
-		{"weight cannot hide load", []tb{{load: 5, weight: 2}, {load: 2, weight: 1}}, 1},
-		{"draining skipped", []tb{{load: 0, weight: 1, draining: true}, {load: 9, weight: 1}}, 1},
-		{"removed skipped", []tb{{load: 0, weight: 1, removed: true}, {load: 9, weight: 1}}, 1},
-		{"all closed", []tb{{draining: true, weight: 1}, {removed: true, weight: 1}}, -1},
-		{"none", nil, -1},
+		{"fewer in flight", []tb{{load: 3, weight: 1}, {load: 1, weight: 1}}, -1, []int{1}},
+		{"most loaded of three never", []tb{{load: 3, weight: 1}, {load: 1, weight: 1}, {load: 2, weight: 1}}, -1, []int{1, 2}},
+		{"per unit of weight", []tb{{load: 3, weight: 4}, {load: 1, weight: 1}}, -1, []int{0}},
+		{"weight cannot hide load", []tb{{load: 5, weight: 2}, {load: 2, weight: 1}}, -1, []int{1}},
+		{"draining skipped", []tb{{load: 0, weight: 1, draining: true}, {load: 9, weight: 1}}, -1, []int{1}},
+		{"removed skipped", []tb{{load: 0, weight: 1, removed: true}, {load: 9, weight: 1}}, -1, []int{1}},
+		{"ejected skipped", []tb{{load: 0, weight: 1, ejected: true}, {load: 9, weight: 1}}, -1, []int{1}},
+		{"all ejected still used", []tb{{load: 0, weight: 1, ejected: true}, {load: 9, weight: 1, ejected: true}}, -1, []int{0}},
+		{"ejected beats closed", []tb{{load: 5, weight: 1, ejected: true}, {weight: 1, draining: true}}, -1, []int{0}},
+		{"except left out", []tb{{load: 0, weight: 1}, {load: 9, weight: 1}}, 0, []int{1}},
+		{"only except", []tb{{load: 0, weight: 1}}, 0, nil},
+		{"all closed", []tb{{draining: true, weight: 1}, {removed: true, weight: 1}}, -1, nil},
+		{"none", nil, -1, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -35,19 +43,46 @@ func TestPick(t *testing.T) {
 				b.inflight.Store(x.load)
 				b.draining.Store(x.draining)
 				b.removed.Store(x.removed)
+				if x.ejected {
+					b.health.ejectedUntil.Store(time.Now().Add(time.Hour).UnixNano())
+				}
 				rt.targets = append(rt.targets, target{b: b, weight: x.weight})
 			}
-			for range 50 { // ties are random; the answer must not be
-				got := rt.pick()
-				want := (*backend)(nil)
-				if tc.want >= 0 {
-					want = rt.targets[tc.want].b
+			var except *backend
+			if tc.except >= 0 {
+				except = rt.targets[tc.except].b
+			}
+			for range 200 { // the draws are random; the answer must not be
+				got := rt.pick(except)
+				ok := got == nil && tc.want == nil
+				for _, i := range tc.want {
+					ok = ok || got == rt.targets[i].b
 				}
-				if got != want {
-					t.Fatalf("pick chose %p, want backend %d (%p)", got, tc.want, want)
+				if !ok {
+					t.Fatalf("pick chose %p, want one of backends %v", got, tc.want)
 				}
 			}
 		})
+	}
+}
+
+func TestRoundRobin(t *testing.T) {
+	a, b, c := &backend{}, &backend{}, &backend{}
+	rt := &route{balancer: roundRobin, targets: []target{{b: a, weight: 2}, {b: b, weight: 1}, {b: c, weight: 1}}}
+	// Loads do not matter to round robin.
+	a.inflight.Store(100)
+	counts := map[*backend]int{}
+	for range 400 {
+		counts[rt.pick(nil)]++
+	}
+	if counts[a] != 200 || counts[b] != 100 || counts[c] != 100 {
+		t.Fatalf("400 picks gave a=%d b=%d c=%d, want 200/100/100 by weight", counts[a], counts[b], counts[c])
+	}
+	c.draining.Store(true)
+	for range 30 {
+		if rt.pick(nil) == c {
+			t.Fatal("round robin chose a draining backend")
+		}
 	}
 }
 
@@ -59,7 +94,7 @@ func TestPickTiesFollowWeight(t *testing.T) {
 	const n = 50000
 	counts := map[*backend]int{}
 	for range n {
-		counts[rt.pick()]++
+		counts[rt.pick(nil)]++
 	}
 	for _, tc := range []struct {
 		name string

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -264,14 +265,44 @@ func TestDrainDeadlineWithUpgradedConnection(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Drain with an open upgraded connection = %v, want context.DeadlineExceeded", err)
 	}
-	if n := te.InFlight("ws"); n != 1 {
-		t.Fatalf("InFlight = %d, want 1 (the upgraded connection)", n)
+	// The deadline closes the upgraded connection: it must not pin the
+	// instance that is about to stop.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(conn); err != nil {
+		t.Fatalf("upgraded connection after the drain deadline: %v, want it closed by the edge", err)
 	}
-	conn.Close()
+	waitFor(t, 10*time.Second, func() bool { return te.InFlight("ws") == 0 }, "the upgraded connection to leave the backend's count")
 	if err := te.Drain(context.Background(), "ws"); err != nil {
 		t.Fatalf("Drain after the connection closed: %v", err)
 	}
 	waitFor(t, 10*time.Second, func() bool { return te.pool.get("ws") == nil }, "the removed, idle backend to leave the pool")
+}
+
+// TestUpgradeSurvivesUnrelatedRouteChange: a WebSocket keeps working while
+// snapshots change other routes, and even its own route's other backends.
+func TestUpgradeSurvivesUnrelatedRouteChange(t *testing.T) {
+	te := newTestEdge(t, Options{})
+	ws := echoUpgradeBackend(t, "ws")
+	other := newBackend(t, "other")
+	te.Apply(&Snapshot{Generation: 1, Routes: []Route{{Host: "app.localhost", App: "app", Backends: []Backend{ws}}}})
+	conn, br, res := dialUpgrade(t, te, "app.localhost")
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %d, want 101", res.StatusCode)
+	}
+	for gen := uint64(2); gen < 6; gen++ {
+		te.Apply(&Snapshot{Generation: gen, Routes: []Route{
+			{Host: "app.localhost", App: "app", Backends: []Backend{ws, other}},
+			{Host: fmt.Sprintf("new-%d.localhost", gen), App: "new", Backends: []Backend{other}},
+		}})
+		msg := fmt.Sprintf("ping %d\n", gen)
+		if _, err := io.WriteString(conn, msg); err != nil {
+			t.Fatalf("write after snapshot %d: %v", gen, err)
+		}
+		got, err := br.ReadString('\n')
+		if err != nil || got != msg {
+			t.Fatalf("echo after snapshot %d = %q, %v; want %q", gen, got, err, msg)
+		}
+	}
 }
 
 // TestBackendLifecycle follows one backend id through removal, return and
@@ -327,4 +358,41 @@ func TestBackendLifecycle(t *testing.T) {
 	once.Do(func() { close(release) })
 	<-done
 	waitFor(t, 10*time.Second, func() bool { return te.pool.get("h") == nil }, "the backend to leave the pool after its last request")
+}
+
+// TestDrainClosesIdleUpstreamConnections: once Drain returns, the edge
+// holds no idle connection to the instance, so the instance can exit on
+// SIGTERM without a pooled connection being reused after it.
+func TestDrainClosesIdleUpstreamConnections(t *testing.T) {
+	te := newTestEdge(t, Options{})
+	var open atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "a")
+	}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	te.Apply(&Snapshot{Generation: 1, Routes: []Route{{Host: "app.localhost", App: "app",
+		Backends: []Backend{{ID: "a", Addr: srv.Listener.Addr().String(), Release: 1}}}}})
+	for range 5 {
+		te.get(t, "app.localhost", "/")
+	}
+	if open.Load() == 0 {
+		t.Fatal("the edge kept no upstream connection open: the test proves nothing")
+	}
+	// Leave the snapshot, as the controller does, then drain.
+	te.Apply(&Snapshot{Generation: 2, Routes: []Route{{Host: "app.localhost", App: "app"}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := te.Drain(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return open.Load() == 0 }, "the edge's upstream connections to close")
 }

@@ -36,3 +36,11 @@ func unavailablePage(app string) string {
 func badGatewayPage(app, requestID string) string {
 	return fmt.Sprintf("skiff: app %q did not answer\n\nThe edge could not get a response from it (request id %s). Check the app's logs.\n", app, requestID)
 }
+
+func gatewayTimeoutPage(app, requestID string) string {
+	return fmt.Sprintf("skiff: app %q did not answer in time\n\nThe edge gave up waiting for its response (request id %s). Check the app's logs.\n", app, requestID)
+}
+
+func tooLargePage(app string, limit int64) string {
+	return fmt.Sprintf("skiff: request body too large for app %q\n\nThe app accepts bodies of at most %d bytes. Send a smaller body, or raise the app's limit.\n", app, limit)
+}

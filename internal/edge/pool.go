@@ -4,9 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // backend is the long-lived state of one instance, kept by ID outside the
@@ -23,6 +23,7 @@ type backend struct {
 	id      string
 	addr    string
 	release int
+	h2c     bool
 
 	inflight atomic.Int64
 	// draining is set by Drain and never cleared: the caller is about to
@@ -33,11 +34,23 @@ type backend struct {
 	// snapshot, and cleared when it comes back.
 	removed atomic.Bool
 
+	// health is the passive health state: failures seen by requests,
+	// and the ejection they led to.
+	health health
+
 	// transport is the backend's own, so that its idle connections can be
 	// closed without touching any other backend's.
 	transport *http.Transport
-	proxy     *httputil.ReverseProxy
-	pool      *pool
+	// fast is the fasthttp listener's connection pool to the backend,
+	// made on first use (fast_proxy.go).
+	fast atomic.Pointer[fastClient]
+	pool *pool
+
+	// gone ends when a drain's deadline passed: every request still on
+	// the backend, upgraded connections included, is cancelled, so that
+	// a WebSocket cannot pin an instance that is about to stop.
+	gone   context.Context
+	cutOff context.CancelFunc
 
 	// mu guards idle, the channel a waiting Drain sleeps on; it is closed
 	// when inflight drops to zero while a flag is set.
@@ -110,8 +123,9 @@ type pool struct {
 	byID map[string]*backend
 
 	logger    *slog.Logger
-	transport func() *http.Transport
-	proxy     func(*backend) *httputil.ReverseProxy
+	transport func(h2c bool) *http.Transport
+	// cooldown and maxCooldown bound a passive-health ejection.
+	cooldown, maxCooldown time.Duration
 }
 
 func (p *pool) get(id string) *backend {
@@ -124,7 +138,7 @@ func (p *pool) get(id string) *backend {
 // and marks it present again. p.mu must be held.
 func (p *pool) resolveLocked(sb Backend) *backend {
 	b := p.byID[sb.ID]
-	if b != nil && b.addr == sb.Addr {
+	if b != nil && b.addr == sb.Addr && b.h2c == sb.H2C {
 		// Cleared before the new table is published, so requests that find
 		// the backend in it do not bounce off a stale flag.
 		b.removed.Store(false)
@@ -133,13 +147,13 @@ func (p *pool) resolveLocked(sb Backend) *backend {
 	if b != nil {
 		// Same instance id, new address: the old entry keeps serving the
 		// requests it has and takes no more.
-		p.logger.Warn("backend changed address; old connections are dropped once idle",
-			"backend", sb.ID, "old_addr", b.addr, "addr", sb.Addr)
+		p.logger.Warn("backend changed address or protocol; old connections are dropped once idle",
+			"backend", sb.ID, "old_addr", b.addr, "addr", sb.Addr, "h2c", sb.H2C)
 		p.retireLocked(b)
 	}
-	b = &backend{id: sb.ID, addr: sb.Addr, release: sb.Release, pool: p}
-	b.transport = p.transport()
-	b.proxy = p.proxy(b)
+	b = &backend{id: sb.ID, addr: sb.Addr, release: sb.Release, h2c: sb.H2C, pool: p}
+	b.transport = p.transport(sb.H2C)
+	b.gone, b.cutOff = context.WithCancel(context.Background())
 	p.byID[sb.ID] = b
 	return b
 }
@@ -179,5 +193,18 @@ func (p *pool) dropLocked(b *backend) {
 	if p.byID[b.id] == b {
 		delete(p.byID, b.id)
 	}
+	if b.cutOff != nil {
+		b.cutOff() // nothing is in flight; this only releases the context
+	}
+	b.closeIdle()
+}
+
+// closeIdle closes the backend's idle upstream connections, on both
+// listeners' clients, so a drained instance holds none when it is
+// signalled.
+func (b *backend) closeIdle() {
 	b.transport.CloseIdleConnections()
+	if fc := b.fast.Load(); fc != nil {
+		fc.hc.CloseIdleConnections()
+	}
 }

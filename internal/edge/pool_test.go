@@ -22,7 +22,7 @@ func TestAcquire(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &pool{byID: map[string]*backend{}}
-			b := &backend{id: "x", pool: p, transport: newTransport(Options{})}
+			b := &backend{id: "x", pool: p, transport: newTransport(Options{}, false, true)}
 			b.draining.Store(tc.draining)
 			b.removed.Store(tc.removed)
 			if got := b.acquire(); got != tc.want {

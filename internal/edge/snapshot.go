@@ -9,6 +9,8 @@ type Snapshot struct {
 	// one it serves, so a late publisher cannot roll routes back.
 	Generation uint64
 	Routes     []Route
+	// TCP are the TCP ports the edge forwards (see ServeTCP).
+	TCP []TCPRoute
 }
 
 // Route sends requests for a host (and optionally a path prefix) to the
@@ -29,7 +31,21 @@ type Route struct {
 	App string
 	// Backends are the app's ready instances. An empty list answers 503.
 	Backends []Backend
+	// Balance chooses how requests spread over the backends: "" or
+	// BalanceP2C (default) compares the requests in flight on two backends
+	// drawn at random in proportion to weight; BalanceRoundRobin takes
+	// the backends in turn, each as often as its weight says.
+	Balance string
+	// MaxBody is the largest request body accepted, in bytes; a larger
+	// one is answered 413. 0 means no limit.
+	MaxBody int64
 }
+
+// Balancing policies of a Route.
+const (
+	BalanceP2C        = "p2c"
+	BalanceRoundRobin = "round_robin"
+)
 
 // Backend is one instance the edge may send requests to.
 type Backend struct {
@@ -46,4 +62,7 @@ type Backend struct {
 	// unit of weight, and breaks ties at random in proportion to weight.
 	// 0 means 1.
 	Weight int
+	// H2C speaks HTTP/2 without TLS (prior knowledge) to the instance
+	// instead of HTTP/1.1. Default false.
+	H2C bool
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 )
 
 // ErrInvalidRoute marks a route of a snapshot that the edge cannot serve.
@@ -27,10 +28,17 @@ type table struct {
 
 // route is one compiled Route.
 type route struct {
-	host    string
-	prefix  string // "/" or a prefix without a trailing slash
-	app     string
-	targets []target
+	host     string
+	prefix   string // "/" or a prefix without a trailing slash
+	app      string
+	targets  []target
+	balancer balancer
+	maxBody  int64
+	// turn is the round-robin position; a new snapshot starts it over.
+	turn atomic.Uint64
+	// metrics are the app's metric series, resolved when the snapshot is
+	// applied so that a request only adds to them.
+	metrics *appMetrics
 }
 
 // target is a backend as one route sees it: its weight can change from
@@ -57,8 +65,9 @@ func (s *Snapshot) Validate() error {
 	if s == nil {
 		return nil
 	}
-	_, problems := compile(s, func(Backend) *backend { return &backend{} })
-	return errors.Join(problems...)
+	t, problems := compile(s, func(Backend) *backend { return &backend{} })
+	_, tcpProblems := compileTCP(s, func(Backend) *backend { return &backend{} }, t.backends)
+	return errors.Join(append(problems, tcpProblems...)...)
 }
 
 // compile builds a table from s. resolve turns a snapshot backend into the
@@ -105,8 +114,20 @@ func compile(s *Snapshot, resolve func(Backend) *backend) (*table, []error) {
 // compileRoute builds one route whose host and prefix are already
 // canonical, leaving out (and reporting) backends it cannot use.
 func compileRoute(index int, r Route, host, prefix string, resolve func(Backend) *backend) (*route, []error) {
-	rt := &route{host: host, prefix: prefix, app: r.App}
+	rt := &route{host: host, prefix: prefix, app: r.App, maxBody: r.MaxBody}
 	var problems []error
+	switch r.Balance {
+	case "", BalanceP2C:
+		rt.balancer = p2c
+	case BalanceRoundRobin:
+		rt.balancer = roundRobin
+	default:
+		problems = append(problems, fmt.Errorf("route %d (app %q): balance %q: %w: use %q or %q; the route uses %q", index, r.App, r.Balance, ErrInvalidRoute, BalanceP2C, BalanceRoundRobin, BalanceP2C))
+	}
+	if r.MaxBody < 0 {
+		problems = append(problems, fmt.Errorf("route %d (app %q): max body %d: %w: use a size in bytes, or 0 for no limit; the route has no limit", index, r.App, r.MaxBody, ErrInvalidRoute))
+		rt.maxBody = 0
+	}
 	ids := map[string]bool{}
 	for _, sb := range r.Backends {
 		if sb.ID == "" || sb.Addr == "" {
