@@ -10,7 +10,7 @@ DATA    ?=
 DEMO_HTTP ?= 127.0.0.1:8080
 DEMO_API  ?= 127.0.0.1:7070
 
-.PHONY: build demo demo-stop test test-setup vet clean
+.PHONY: build demo demo-stop test test-setup vet clean bench-edge
 
 build:
 	$(GO) build -o $(SKIFF) ./cmd/skiff
@@ -27,18 +27,30 @@ demo-stop:
 
 # test installs what the tests need, then runs every test.
 # The packages whose concurrency carries the most weight also run under
-# the race detector.
+# the race detector; the edge's fuzz targets run briefly (10 s each).
 RACE_PKGS := ./internal/edge/... ./internal/supervisor/... ./internal/logs/... ./internal/controller/... ./internal/store/...
 
 test: test-setup vet
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
+	$(GO) test -run=^$$ -fuzz=^FuzzLookup$$ -fuzztime=10s ./internal/edge
+	$(GO) test -run=^$$ -fuzz=^FuzzCanonicalHost$$ -fuzztime=10s ./internal/edge
+	$(GO) test -run=^$$ -fuzz=^FuzzSetForwarded$$ -fuzztime=10s ./internal/edge
 
 test-setup:
 	@scripts/test-setup.sh
 
 vet:
 	$(GO) vet ./...
+
+# bench-edge measures the edge (both engines of its plain HTTP listener)
+# against no proxy, nginx, HAProxy and Caddy on loopback (wrk, h2load;
+# about 10 minutes) and writes bench/edge/results.md. BENCH_FLAGS passes
+# flags to the runner, e.g. BENCH_FLAGS="-rounds 3 -cells h1-1k".
+BENCH_FLAGS ?=
+bench-edge: build
+	@scripts/bench-setup.sh
+	PATH="$$PATH:/usr/sbin" $(GO) run ./bench/edge -skiff $(SKIFF) -out bench/edge/results.md -engines fasthttp,nethttp $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN) examples/hello/hello

@@ -40,7 +40,14 @@ func main() {
 		fmt.Fprintln(w, "ok")
 	})
 
-	srv := &http.Server{Addr: "127.0.0.1:" + port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Loopback is where a process app is reached; in a container the
+	// published port arrives on the container's own address, so a
+	// container sets LISTEN_HOST=0.0.0.0.
+	host := os.Getenv("LISTEN_HOST")
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	srv := &http.Server{Addr: host + ":" + port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	go func() {

@@ -221,7 +221,7 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 	}
 	rel, err := s.cfg.Store.CreateRelease(r.Context(), store.NewRelease{
 		App: a.Name, SpecFile: from.SpecFile, Spec: from.Spec, Artifact: from.Artifact,
-		Hosts: s.hostsOf(sp), RollbackOf: from.Number,
+		Hosts: s.hostsOf(sp), TCP: tcpClaims(sp), RollbackOf: from.Number,
 	})
 	if err != nil {
 		s.fail(w, r, err)

@@ -62,6 +62,11 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	ports := tcpClaims(sp)
+	if err := s.checkPorts(r, sp, specFile, ports); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 
 	part, err := mr.NextPart()
 	if err != nil || part.FormName() != "artifact" {
@@ -76,13 +81,13 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	nr := store.NewRelease{App: sp.Name, SpecFile: specFile, Spec: specData, Artifact: digest, Hosts: hosts}
+	nr := store.NewRelease{App: sp.Name, SpecFile: specFile, Spec: specData, Artifact: digest, Hosts: hosts, TCP: ports}
 	if sp.Replicas != nil && (prev == nil || prev.Replicas == nil || *prev.Replicas != *sp.Replicas) {
 		nr.Replicas = sp.Replicas
 	}
 	rel, err := s.cfg.Store.CreateRelease(r.Context(), nr)
 	if err != nil {
-		s.fail(w, r, s.hostError(err, sp, specFile))
+		s.fail(w, r, portError(s.hostError(err, sp, specFile), sp, specFile))
 		return
 	}
 	s.log.Info("release created", "app", rel.App, "release", rel.Number, "artifact", digest)

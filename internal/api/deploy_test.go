@@ -101,9 +101,9 @@ func TestDeployInvalidSpec(t *testing.T) {
 		{
 			name: "field not supported yet",
 			file: "skiff.yaml",
-			spec: "name: hello\ncommand: ./run.sh\nvolumes: [{name: data}]\nsecrets: [TOKEN]\n",
+			spec: "name: hello\ncommand: ./run.sh\nautoscale: {max: 3}\nsecrets: [TOKEN]\n",
 			want: []api.ErrorDetail{
-				{File: "skiff.yaml", Line: 3, Column: 1, Path: "volumes", Message: "not supported yet"},
+				{File: "skiff.yaml", Line: 3, Column: 1, Path: "autoscale", Message: "not supported yet"},
 				{File: "skiff.yaml", Line: 4, Column: 1, Path: "secrets", Message: "not supported yet"},
 			},
 		},

@@ -49,6 +49,9 @@ type Config struct {
 	Logger    *slog.Logger
 	// Wake is called after a change of desired state, with the app's name.
 	Wake func(app string)
+	// Metrics serves GET /metrics (Prometheus text format), behind the
+	// same authentication as the rest of the API. Nil: no such endpoint.
+	Metrics http.Handler
 }
 
 // Server serves the API.
@@ -73,6 +76,9 @@ func New(cfg Config) *Server {
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/health", s.health)
+	if s.cfg.Metrics != nil {
+		s.mux.Handle("GET /metrics", s.cfg.Metrics)
+	}
 	s.mux.HandleFunc("GET /v1/apps", s.listApps)
 	s.mux.HandleFunc("GET /v1/apps/{app}", s.getApp)
 	s.mux.HandleFunc("DELETE /v1/apps/{app}", s.destroyApp)
@@ -141,11 +147,14 @@ func writeError(w http.ResponseWriter, status int, e *Error) {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var apiErr *Error
 	var hostErr *store.HostInUseError
+	var portErr *store.PortInUseError
 	switch {
 	case errors.As(err, &apiErr):
 		writeError(w, statusOf(apiErr.Code), apiErr)
 	case errors.As(err, &hostErr):
 		writeError(w, http.StatusConflict, &Error{Code: CodeHostInUse, Message: hostErr.Error() + ": choose another host or remove it from that app"})
+	case errors.As(err, &portErr):
+		writeError(w, http.StatusConflict, &Error{Code: CodePortInUse, Message: portErr.Error() + ": choose another port or remove it from that app"})
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, &Error{Code: CodeNotFound, Message: err.Error()})
 	case errors.Is(err, store.ErrConflict):
@@ -166,7 +175,7 @@ func statusOf(code string) int {
 		return http.StatusBadRequest
 	case CodeNotFound:
 		return http.StatusNotFound
-	case CodeHostInUse, CodeConflict:
+	case CodeHostInUse, CodePortInUse, CodeConflict:
 		return http.StatusConflict
 	case CodeTooLarge:
 		return http.StatusRequestEntityTooLarge

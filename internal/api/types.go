@@ -36,6 +36,7 @@ const (
 	CodeBadRequest   = "bad_request"
 	CodeNotFound     = "not_found"
 	CodeHostInUse    = "host_in_use"
+	CodePortInUse    = "port_in_use"
 	CodeConflict     = "conflict"
 	CodeTooLarge     = "too_large"
 	CodeUnauthorized = "unauthorized"

@@ -19,6 +19,7 @@ import (
 	"github.com/skiff-sh/skiff/internal/api"
 	"github.com/skiff-sh/skiff/internal/cli"
 	"github.com/skiff-sh/skiff/internal/client"
+	"github.com/skiff-sh/skiff/internal/runtime/docker"
 	"github.com/skiff-sh/skiff/internal/server"
 	"github.com/skiff-sh/skiff/internal/testenv"
 )
@@ -33,8 +34,20 @@ func TestMain(m *testing.M) {
 // free loopback ports: testdata/script/*.txtar.
 func TestScripts(t *testing.T) {
 	hello := testenv.HelloBinary(t)
+	helloStatic, dockerErr := scriptDocker(t)
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
+		// [docker]: Docker Engine answers. Under SKIFF_REQUIRE_INTEGRATION=1
+		// asking fails the script instead, so CI never skips it.
+		Condition: func(cond string) (bool, error) {
+			if cond != "docker" {
+				return false, fmt.Errorf("unknown condition %q", cond)
+			}
+			if dockerErr != nil && testenv.RequireIntegration() {
+				return false, fmt.Errorf("Docker Engine is needed (SKIFF_REQUIRE_INTEGRATION=1): %v", dockerErr)
+			}
+			return dockerErr == nil, nil
+		},
 		Setup: func(env *testscript.Env) error {
 			dir, err := testenv.MakeDataDir()
 			if err != nil {
@@ -50,6 +63,39 @@ func TestScripts(t *testing.T) {
 				env.Setenv(name, strconv.Itoa(port))
 			}
 			env.Setenv("HELLO_BIN", hello)
+			// A static build of examples/hello, for FROM scratch images;
+			// empty without Docker.
+			env.Setenv("HELLO_STATIC", helloStatic)
+			if helloStatic != "" {
+				// The data plane outlives the server: a script that fails
+				// before destroying its container app must not leave it.
+				// Only this script's server's containers go (by node, not
+				// by app name): scripts run in parallel, and another
+				// script's cleanup must not kill the docker script's
+				// containers. The node is read before the data dir goes;
+				// the containers are removed once the server has stopped,
+				// so it cannot start replacements.
+				env.Defer(func() {
+					node, err := testenv.ServerNode(dir)
+					if err != nil {
+						env.T().Log("find the script server's node to remove its containers: ", err)
+						return
+					}
+					if node == "" {
+						return
+					}
+					remove := func() {
+						e := docker.NewEngine("")
+						defer e.Close()
+						testenv.RemoveContainers(e, node)
+					}
+					if tb, ok := env.T().(testing.TB); ok {
+						tb.Cleanup(remove)
+					} else {
+						remove()
+					}
+				})
+			}
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -61,6 +107,26 @@ func TestScripts(t *testing.T) {
 			"waitgone":   cmdWaitGone,
 		},
 	})
+}
+
+// scriptDocker pings Docker Engine and, when it answers, builds
+// examples/hello statically (CGO_ENABLED=0) for the scripts' images. It
+// returns the binary's path, or why Docker cannot be used.
+func scriptDocker(t *testing.T) (string, error) {
+	e := docker.NewEngine("")
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Ping(ctx); err != nil {
+		return "", fmt.Errorf("%w (scripts/test-setup.sh installs and starts it)", err)
+	}
+	dir := t.TempDir()
+	// The server builds the image from a copy the script makes; the
+	// directory only needs to be readable.
+	if err := testenv.StaticBinary("./examples/hello", dir, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "hello"), nil
 }
 
 func scriptClient(ts *testscript.TestScript) *client.Client {

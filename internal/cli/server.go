@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/skiff-sh/skiff/internal/edge"
 	"github.com/skiff-sh/skiff/internal/server"
 )
 
@@ -17,6 +18,7 @@ func newServerCmd() *cobra.Command {
 	var cfg server.Config
 	var maxUploadMiB int64
 	var logLevel string
+	var trustedProxies string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the skiff server: API, store, controllers, edge and runtimes",
@@ -36,12 +38,18 @@ Apps keep running when the server stops; the next start adopts them.`,
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			cfg.MaxUpload = maxUploadMiB << 20
+			tp, err := edge.ParseTrustedProxies(trustedProxies)
+			if err != nil {
+				return fmt.Errorf("--trusted-proxies: %w", err)
+			}
+			cfg.Edge.TrustedProxies = tp
 			return server.Run(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where skiff keeps its state")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "address of the edge (HTTP)")
+	f.StringVar(&cfg.TCPAddr, "tcp-addr", "", "host the edge's TCP ports listen on (ports come from the apps' tcp: entries); default every interface")
 	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:7070", "address of the API (also on <data-dir>/api.sock)")
 	f.StringVar(&cfg.Domain, "domain", "localhost", "base domain: app NAME answers on NAME.<domain>")
 	f.StringVar(&cfg.Runtime, "runtime", "local", "where apps run: local (processes; Docker later) or kubernetes (later)")
@@ -51,6 +59,18 @@ Apps keep running when the server stops; the next start adopts them.`,
 	f.DurationVar(&cfg.StopGrace, "stop-grace", 10*time.Second, "time between SIGTERM and SIGKILL when an instance stops")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "longest wait for a leaving instance's requests to finish")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.EdgeEngine, "edge-engine", "fasthttp", "what serves the edge's plain HTTP listener: fasthttp or nethttp")
+	f.MarkHidden("edge-engine")
+	f.StringVar(&cfg.Edge.HTTPSAddr, "https-addr", "", "address of the edge's TLS listener (HTTP/2 and HTTP/1.1); needs --tls-cert and --tls-key")
+	f.StringVar(&cfg.Edge.TLSCert, "tls-cert", "", "PEM certificate chain for --https-addr")
+	f.StringVar(&cfg.Edge.TLSKey, "tls-key", "", "PEM private key for --https-addr")
+	f.StringVar(&trustedProxies, "trusted-proxies", "", "CIDRs or addresses of proxies in front of the edge whose X-Forwarded-*/Forwarded headers are kept (comma-separated); default none")
+	f.StringVar(&cfg.Edge.AccessLog, "access-log", "", "access log: a file, - for standard output, or off; default <data-dir>/access.log")
+	f.DurationVar(&cfg.Edge.ReadHeaderTimeout, "edge-header-timeout", 10*time.Second, "longest time a client may take to send its request headers")
+	f.DurationVar(&cfg.Edge.IdleTimeout, "edge-idle-timeout", 120*time.Second, "how long an idle client keep-alive connection stays open")
+	f.DurationVar(&cfg.Edge.ConnectTimeout, "upstream-connect-timeout", 5*time.Second, "longest wait to connect to an app instance")
+	f.DurationVar(&cfg.Edge.ResponseTimeout, "upstream-response-timeout", 60*time.Second, "longest wait for an app instance's response headers")
+	f.IntVar(&cfg.Edge.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted, in bytes")
 	return cmd
 }
 

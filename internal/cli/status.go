@@ -53,6 +53,11 @@ func printStatus(w io.Writer, st api.AppStatus, now time.Time) {
 			if in.Message != "" {
 				notes = append(notes, fmt.Sprintf("%s: %s", in.ID, in.Message))
 			}
+			// Restarted after an OOM kill, it looks healthy again: say why
+			// it restarted, or the user never learns the limit is too low.
+			if in.State != instance.CrashLoop && in.LastExit != nil && in.LastExit.OOM {
+				notes = append(notes, fmt.Sprintf("%s: its last run was killed: out of memory at %s (raise resources.memory)", in.ID, in.LastExit.At.Local().Format("15:04:05")))
+			}
 			if in.State == instance.CrashLoop && in.LastExit != nil && len(in.LastExit.LogTail) > 0 {
 				notes = append(notes, fmt.Sprintf("%s last output:\n    %s", in.ID, strings.Join(in.LastExit.LogTail, "\n    ")))
 			}

@@ -55,6 +55,9 @@ type Config struct {
 	Resync time.Duration
 	// Workers sync that many apps at once. Default 4.
 	Workers int
+	// Images resolves and builds container apps' images; nil refuses
+	// container apps.
+	Images Images
 }
 
 // Controller runs the deploy and route loops.
@@ -66,6 +69,7 @@ type Controller struct {
 
 	mu       sync.Mutex
 	progress map[string]progressMark // "app/release"
+	images   imageState
 }
 
 // New builds a Controller; Run starts it.
@@ -128,6 +132,7 @@ func (c *Controller) Prime(ctx context.Context, wait time.Duration) error {
 					starting = starting || in.State == instance.Starting
 				}
 			}
+			c.routes.setPorts(a.Name, a.TCP)
 			c.routes.set(a.Name, a.Hosts, sets)
 		}
 		if !starting || time.Now().After(deadline) {
@@ -192,6 +197,7 @@ func (c *Controller) sync(ctx context.Context, app string) error {
 	if err != nil {
 		return fmt.Errorf("observe app %s: %w", app, err)
 	}
+	c.routes.setPorts(app, a.TCP)
 	c.routes.set(app, a.Hosts, sets)
 	c.routes.publish()
 
@@ -201,7 +207,10 @@ func (c *Controller) sync(ctx context.Context, app string) error {
 		if err != nil {
 			return fmt.Errorf("load release %d of %s: %w", a.Target, app, err)
 		}
-		tmpl, health, err := c.template(rel)
+		tmpl, health, err := c.template(ctx, rel)
+		if err != nil && ctx.Err() != nil {
+			return err // shutting down, not a bad release
+		}
 		if err != nil {
 			// A release whose spec or artifact cannot be used never will be.
 			return c.cfg.Store.FinishRelease(ctx, app, rel.Number, "failed", err.Error())
@@ -257,6 +266,9 @@ func (c *Controller) teardown(ctx context.Context, app string, purge bool) error
 	}
 	if !purge {
 		return nil
+	}
+	if err := c.purgeImages(ctx, app); err != nil {
+		c.log.Warn("remove images and volumes", "app", app, "err", err)
 	}
 	unused, err := c.cfg.Store.PurgeApp(ctx, app)
 	if err != nil {

@@ -261,6 +261,10 @@ func (e *fakeEdge) Apply(s *edge.Snapshot) {
 		r.Backends = slices.Clone(r.Backends)
 		c.Routes = append(c.Routes, r)
 	}
+	for _, r := range s.TCP {
+		r.Backends = slices.Clone(r.Backends)
+		c.TCP = append(c.TCP, r)
+	}
 	e.mu.Lock()
 	e.snaps = append(e.snaps, c)
 	e.mu.Unlock()

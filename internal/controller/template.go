@@ -1,8 +1,10 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -12,9 +14,10 @@ import (
 )
 
 // template turns a release into what a runtime runs, unpacking its
-// artifact first. It also returns how long the release may take to become
+// artifact first and, for a container app, resolving its image (building
+// it once). It also returns how long the release may take to become
 // ready.
-func (c *Controller) template(rel store.Release) (instance.Template, time.Duration, error) {
+func (c *Controller) template(ctx context.Context, rel store.Release) (instance.Template, time.Duration, error) {
 	sp, err := spec.Parse(rel.SpecFile, rel.Spec)
 	if err != nil {
 		return instance.Template{}, 0, fmt.Errorf("release %d has an invalid spec: %w", rel.Number, err)
@@ -33,6 +36,23 @@ func (c *Controller) template(rel store.Release) (instance.Template, time.Durati
 		Dir:     dir,
 		Port:    sp.Port,
 		Env:     sp.Env,
+	}
+	if sp.IsContainer() {
+		img, err := c.image(ctx, rel, sp, dir)
+		if err != nil {
+			return instance.Template{}, 0, fmt.Errorf("image of release %d: %w", rel.Number, err)
+		}
+		// The ID, not the tag: the same bits for the life of the release.
+		t.Image = img
+		t.ReadOnly = sp.ReadOnly
+		t.CapDrop = sp.CapDrop
+		for _, v := range sp.Volumes {
+			t.Volumes = append(t.Volumes, instance.Volume{Name: v.Name, Path: v.Path})
+		}
+		t.Ports = targets(sp)
+		if rel.Status == store.StatusComplete {
+			c.pruneImages(ctx, rel.App, rel.Number)
+		}
 	}
 	if h := sp.Health; h != nil {
 		t.Health = instance.Health{
@@ -66,4 +86,16 @@ func liveness(n *int) int {
 		return -1
 	}
 	return *n
+}
+
+// targets lists the container ports that tcp: forwards reach besides the
+// app's own port, each once, so the runtime publishes them too.
+func targets(sp *spec.Spec) []int {
+	var out []int
+	for _, p := range sp.TCP {
+		if p.Target != 0 && p.Target != sp.Port && !slices.Contains(out, p.Target) {
+			out = append(out, p.Target)
+		}
+	}
+	return out
 }

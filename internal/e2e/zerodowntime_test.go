@@ -70,7 +70,13 @@ health: {path: /healthz, interval: 200ms, timeout: 200ms}
 type loadResult struct {
 	ok       int64
 	failures []string
+	// failed says when each failed request began and ended, in the
+	// order of failures.
+	failed []span
 }
+
+// span is when one request began and ended.
+type span struct{ start, end time.Time }
 
 type load struct {
 	cancel context.CancelFunc
@@ -78,6 +84,7 @@ type load struct {
 	ok     atomic.Int64
 	mu     sync.Mutex
 	fails  []string
+	spans  []span
 }
 
 // startLoad runs workers against host until stop, or until limit passes,
@@ -95,6 +102,7 @@ func startLoad(addr, host string, workers int, limit time.Duration) *load {
 			defer tr.CloseIdleConnections()
 			for n := 0; ctx.Err() == nil && budget.Add(-1) >= 0; n++ {
 				var err error
+				began := time.Now()
 				if n%2 == 0 {
 					_, err = get(c, addr, host)
 				} else {
@@ -106,6 +114,7 @@ func startLoad(addr, host string, workers int, limit time.Duration) *load {
 				if err != nil {
 					l.mu.Lock()
 					l.fails = append(l.fails, err.Error())
+					l.spans = append(l.spans, span{began, time.Now()})
 					l.mu.Unlock()
 					continue
 				}
@@ -119,7 +128,7 @@ func startLoad(addr, host string, workers int, limit time.Duration) *load {
 func (l *load) stop() loadResult {
 	l.cancel()
 	l.wg.Wait()
-	return loadResult{ok: l.ok.Load(), failures: l.fails}
+	return loadResult{ok: l.ok.Load(), failures: l.fails, failed: l.spans}
 }
 
 func get(c *http.Client, addr, host string) (string, error) {

@@ -46,6 +46,30 @@ type Template struct {
 	Health Health
 	// Resources are limits, enforced where the runtime can.
 	Resources Resources
+
+	// The fields below apply to containers only; the process runtime
+	// ignores them.
+
+	// Ports are the container's other ports to publish besides Port (the
+	// targets of the app's tcp: forwards), each on a loopback address the
+	// runtime reports in Instance.Ports.
+	Ports []int
+	// Volumes are named volumes mounted into every instance, kept across
+	// releases.
+	Volumes []Volume
+	// ReadOnly mounts the root filesystem read-only.
+	ReadOnly bool
+	// CapDrop lists Linux capabilities to drop ("ALL" drops every one).
+	CapDrop []string
+}
+
+// Volume is a named volume of an app mounted into its instances.
+type Volume struct {
+	// Name is the spec's volume name; the runtime derives its own name for
+	// it from the app's.
+	Name string
+	// Path is where it is mounted, absolute.
+	Path string
 }
 
 // Health configures probes. Exactly one of Path or TCP is in effect; the
@@ -99,7 +123,13 @@ type Instance struct {
 	App     string `json:"app"`
 	Release int    `json:"release"`
 	// Endpoint is host:port where the edge reaches it (loopback on one host).
-	Endpoint  string    `json:"endpoint"`
+	Endpoint string `json:"endpoint"`
+	// Ports are where the edge reaches the instance's other ports, by the
+	// port the app listens on inside it (a container's port published on
+	// 127.0.0.1): TCP forwarding to a target port uses them. Nil for a
+	// process instance, whose only port is Endpoint.
+	Ports map[int]string `json:"ports,omitempty"`
+
 	State     State     `json:"state"`
 	PID       int       `json:"pid,omitempty"`
 	StartedAt time.Time `json:"started_at"`

@@ -42,6 +42,12 @@ type Harness struct {
 	Forget func(t *testing.T, dir, app string, release int)
 	// Capabilities of the runtime, for skips.
 	Capabilities supervisor.Capabilities
+	// StartLatency is how long, at worst, the runtime may take from the
+	// supervisor's start of an instance to its process running, on a busy
+	// machine. The crash-loop scenario allows it on top of each backoff.
+	// Default 3s, fit for processes; a container engine needs more (it
+	// sets up a network endpoint and a port proxy per start).
+	StartLatency time.Duration
 }
 
 // BuildTestApp builds ./testapp into a new directory under /tmp, made

@@ -18,11 +18,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/skiff-sh/skiff/internal/api"
 	"github.com/skiff-sh/skiff/internal/artifact"
+	"github.com/skiff-sh/skiff/internal/build"
 	"github.com/skiff-sh/skiff/internal/controller"
 	"github.com/skiff-sh/skiff/internal/edge"
 	"github.com/skiff-sh/skiff/internal/logs"
+	"github.com/skiff-sh/skiff/internal/runtime/docker"
+	"github.com/skiff-sh/skiff/internal/runtime/local"
 	"github.com/skiff-sh/skiff/internal/runtime/process"
 	"github.com/skiff-sh/skiff/internal/store"
 	"github.com/skiff-sh/skiff/internal/supervisor"
@@ -37,12 +44,15 @@ type Config struct {
 	DataDir string
 	// HTTPAddr is where the edge listens. Default ":8080".
 	HTTPAddr string
+	// TCPAddr is the host (interface) the edge's TCP ports listen on; the
+	// ports come from the apps' specs. Default "": every interface.
+	TCPAddr string
 	// APIAddr is the API's TCP address. Default "127.0.0.1:7070".
 	APIAddr string
 	// Domain is the base domain: app hello answers on hello.<Domain>.
 	// Default "localhost".
 	Domain string
-	// Runtime is "local" (process and, later, Docker apps) or
+	// Runtime is "local" (process and Docker apps side by side) or
 	// "kubernetes" (not yet).
 	Runtime string
 	// MaxUpload is the largest release artifact accepted, compressed.
@@ -57,9 +67,16 @@ type Config struct {
 	// DrainTimeout bounds how long a leaving instance's requests may run.
 	// Default 30s.
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
+	// Edge configures the edge's TLS listener, forwarding headers,
+	// timeouts and access log.
+	Edge   EdgeConfig
+	Logger *slog.Logger
 	// Ready, if set, is called once everything listens.
 	Ready func()
+	// EdgeEngine serves the edge's plain HTTP listener: "fasthttp"
+	// (default; about twice net/http's requests per second, see
+	// bench/edge/results.md) or "nethttp". TLS stays on net/http.
+	EdgeEngine string
 }
 
 // File names inside the data dir.
@@ -71,6 +88,9 @@ const (
 // Run serves until ctx ends. Instances keep running after it returns: the
 // data plane outlives the control plane.
 func Run(ctx context.Context, cfg Config) error {
+	if e := cfg.EdgeEngine; e != "" && e != "fasthttp" && e != "nethttp" {
+		return fmt.Errorf("--edge-engine %q: expected fasthttp or nethttp", e)
+	}
 	if cfg.Runtime != "" && cfg.Runtime != "local" {
 		if cfg.Runtime == "kubernetes" {
 			return errors.New("--runtime kubernetes is not supported yet; use --runtime local")
@@ -124,9 +144,25 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("log collector: %w", err)
 	}
 	runtimeDir := filepath.Join(cfg.DataDir, "runtime")
-	driver, err := process.New(process.Options{StateDir: runtimeDir, NodeID: nodeID, Logger: log.With("component", "process")})
+	procDriver, err := process.New(process.Options{StateDir: runtimeDir, NodeID: nodeID, Logger: log.With("component", "process")})
 	if err != nil {
 		return fmt.Errorf("process runtime: %w", err)
+	}
+	// Docker is reached lazily ($DOCKER_HOST or the default socket) and
+	// asked again at every container start, so it may come up after skiff.
+	engine := docker.NewEngine("")
+	defer engine.Close()
+	dockerDriver, err := docker.New(docker.Options{
+		Engine: engine, StateDir: runtimeDir, NodeID: nodeID, Logger: log.With("component", "docker"),
+	})
+	if err != nil {
+		return fmt.Errorf("docker runtime: %w", err)
+	}
+	// Runs after the supervisor closed (defers run last in, first out).
+	defer dockerDriver.Close()
+	driver, err := local.New(local.Options{Process: procDriver, Docker: dockerDriver, Logger: log})
+	if err != nil {
+		return err
 	}
 	sup, err := supervisor.New(supervisor.Options{
 		Driver:      driver,
@@ -166,11 +202,31 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	edg := edge.New(edge.Options{Logger: log.With("component", "edge")})
+	tcpHost, err := tcpHost(cfg.TCPAddr)
+	if err != nil {
+		return err
+	}
+	edgeOpts := edge.Options{Logger: log.With("component", "edge"), TCP: edge.TCPOptions{
+		Host: tcpHost,
+		OnPort: func(ev edge.TCPPortEvent) {
+			recordPortEvent(context.WithoutCancel(ctx), st, log, ev)
+		},
+	}}
+	// Metrics live on a registry of their own, never the global default.
+	metricsReg := prometheus.NewRegistry()
+	metricsReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	closeAccessLog, err := cfg.Edge.apply(&edgeOpts, cfg.DataDir, metricsReg)
+	if err != nil {
+		return err
+	}
+	defer closeAccessLog()
+	edg := edge.New(edgeOpts)
+	defer edg.Close()
 	ctl := controller.New(controller.Config{
 		Store: st, Runtime: sup, Edge: edg, Artifacts: artifacts,
 		ReleasesDir: releasesDir, Logs: collector, Logger: log,
 		DrainTimeout: cfg.DrainTimeout,
+		Images:       build.New(engine, log),
 	})
 	if err := ctl.Prime(ctx, 3*time.Second); err != nil {
 		return fmt.Errorf("route adopted instances: %w", err)
@@ -180,6 +236,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Store: st, Artifacts: artifacts, Observer: ctl, Logs: collector,
 		Domain: cfg.Domain, EdgeURL: edgeURL(cfg.HTTPAddr), MaxUpload: cfg.MaxUpload,
 		TokenHash: tokenHash, Logger: log.With("component", "api"), Wake: ctl.Wake,
+		Metrics: promhttp.HandlerFor(metricsReg, promhttp.HandlerOpts{}),
 	})
 
 	edgeLn, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -197,16 +254,44 @@ func Run(ctx context.Context, cfg Config) error {
 		apiLn.Close()
 		return err
 	}
+	tlsLn, err := cfg.Edge.listenTLS()
+	if err != nil {
+		edgeLn.Close()
+		apiLn.Close()
+		sockLn.Close()
+		return err
+	}
 
 	servers := []struct {
 		srv *http.Server
 		ln  net.Listener
 	}{
-		{&http.Server{Handler: edg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}, edgeLn},
+		{edg.NewServer(), edgeLn},
 		{&http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}, apiLn},
 		{&http.Server{Handler: apiSrv.LocalHandler(), ReadHeaderTimeout: 10 * time.Second}, sockLn},
 	}
-	errc := make(chan error, len(servers))
+	if tlsLn != nil {
+		// Serve on a TLS listener offering h2 speaks HTTP/2 or HTTP/1.1
+		// as ALPN chose.
+		servers = append(servers, struct {
+			srv *http.Server
+			ln  net.Listener
+		}{edg.NewServer(), tlsLn})
+		log.Info("edge serves TLS", "addr", tlsLn.Addr().String())
+	}
+	errc := make(chan error, len(servers)+1)
+	var fastEdge *edge.FastServer
+	if cfg.EdgeEngine != "nethttp" {
+		// fasthttp serves the plain listener instead of the net/http
+		// server listed first.
+		fastEdge = edg.NewFastServer()
+		servers = servers[1:]
+		wg.Go(func() {
+			if err := fastEdge.Serve(edgeLn); err != nil {
+				errc <- err
+			}
+		})
+	}
 	for _, s := range servers {
 		wg.Go(func() {
 			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -215,6 +300,7 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 	}
 	wg.Go(func() { ctl.Run(ctx) })
+	wg.Go(func() { edg.ServeTCP(ctx) })
 
 	log.Info("skiff server ready",
 		"edge", edgeLn.Addr().String(), "api", apiLn.Addr().String(),
@@ -234,6 +320,9 @@ func Run(ctx context.Context, cfg Config) error {
 	defer done()
 	for _, s := range servers {
 		s.srv.Shutdown(shutdown)
+	}
+	if fastEdge != nil {
+		fastEdge.Shutdown(shutdown)
 	}
 	return runErr
 }

@@ -10,8 +10,8 @@ import (
 // The fields each mapping of a skiff.yaml accepts, in the order the docs
 // list them. A test checks them against the json tags of the types.
 var (
-	specFields        = []string{"name", "command", "port", "env", "replicas", "health", "hosts", "resources"}
-	unsupportedFields = []string{"image", "build", "dockerfile", "deploy", "autoscale", "tcp", "secrets", "volumes"}
+	specFields        = []string{"name", "command", "port", "env", "replicas", "health", "hosts", "resources", "tcp", "image", "build", "dockerfile", "volumes", "read_only", "cap_drop"}
+	unsupportedFields = []string{"deploy", "autoscale", "secrets"}
 	healthFields      = []string{"path", "tcp", "interval", "timeout", "threshold", "liveness_threshold", "ready_timeout"}
 	resourcesFields   = []string{"cpu", "memory"}
 )
@@ -40,6 +40,20 @@ func (d *decoder) spec(n ast.Node) *Spec {
 			s.Hosts = d.hosts(e.path, e.value)
 		case "resources":
 			s.Resources = d.resources(e.path, e.value)
+		case "tcp":
+			s.TCP = d.tcp(e.path, e.value)
+		case "image":
+			s.Image, _ = d.str(e.path, e.value)
+		case "build":
+			s.Build, _ = d.str(e.path, e.value)
+		case "dockerfile":
+			s.Dockerfile, _ = d.str(e.path, e.value)
+		case "volumes":
+			s.Volumes = d.volumes(e.path, e.value)
+		case "read_only":
+			s.ReadOnly, _ = d.bool(e.path, e.value)
+		case "cap_drop":
+			s.CapDrop = d.strings(e.path, e.value, "a list of capabilities such as [ALL] or [NET_RAW]")
 		default:
 			if slices.Contains(unsupportedFields, e.key) {
 				d.fail(e.at, e.path, "not supported yet")

@@ -110,7 +110,15 @@ func oneLine(s string) string {
 // patterns and ranges shared with validation, and the fields not supported
 // yet, which the schema rejects as Parse does.
 func (Spec) JSONSchemaExtend(s *jsonschema.Schema) {
-	s.Required = []string{"name", "command"}
+	// A process app needs a command; a container app (image or build)
+	// needs a port instead, and has one of them only.
+	s.Required = []string{"name"}
+	s.AnyOf = []*jsonschema.Schema{
+		{Required: []string{"command"}},
+		{Required: []string{"image", "port"}},
+		{Required: []string{"build", "port"}},
+	}
+	s.Not = &jsonschema.Schema{Required: []string{"image", "build"}}
 	prop := func(name string) *jsonschema.Schema {
 		p, _ := s.Properties.Get(name)
 		return p

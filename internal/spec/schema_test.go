@@ -106,7 +106,9 @@ func TestSchemaRejectsBadSpecs(t *testing.T) {
 		yaml string
 	}{
 		{"unknown field", "name: a\ncommand: x\nreplica: 2\n"},
-		{"field not supported yet", "name: a\ncommand: x\nimage: nginx\n"},
+		{"field not supported yet", "name: a\ncommand: x\ndeploy: {strategy: canary}\n"},
+		{"image and build", "name: a\nimage: nginx\nbuild: ./\nport: 80\n"},
+		{"image without port", "name: a\nimage: nginx\n"},
 		{"name missing", "command: x\n"},
 		{"command missing", "name: a\n"},
 		{"invalid name", "name: Hello_World\ncommand: x\n"},
@@ -178,7 +180,7 @@ func TestSchemaDescribesEveryField(t *testing.T) {
 			}
 		}
 	}
-	if want := len(specFields) + len(unsupportedFields) + len(healthFields) + len(resourcesFields); n != want {
+	if want := len(specFields) + len(unsupportedFields) + len(healthFields) + len(resourcesFields) + len(tcpFields) + len(volumeFields); n != want {
 		t.Errorf("schema has %d properties, want %d", n, want)
 	}
 }

@@ -44,26 +44,46 @@ type Spec struct {
 	Hosts []string `json:"hosts,omitempty"`
 	// Limits for each instance. Default: none.
 	Resources *Resources `json:"resources,omitempty"`
+	// TCP ports the edge forwards to the app's instances (a game server,
+	// a database), each published as a DNS SRV record when srv is given.
+	TCP []TCPPort `json:"tcp,omitempty"`
+	// A container image to run, such as nginx:1.27 or
+	// ghcr.io/club/hello@sha256:...; the app then runs as Docker
+	// containers. Resolved to its image ID when deployed, so a rollback
+	// runs the same bits even if the tag moved. Cannot be combined with
+	// build. With image or build, port is required and command is
+	// optional: it overrides the image's command, and a string runs under
+	// /bin/sh -c inside the container (the image must have /bin/sh).
+	Image string `json:"image,omitempty"`
+	// A directory, relative to skiff.yaml and uploaded with it, to build a
+	// container image from with its Dockerfile, on the server at each
+	// deploy; the output is shown by skiff deploy. Cannot be combined with
+	// image.
+	Build string `json:"build,omitempty"`
+	// The Dockerfile used with build, relative to the build directory.
+	// Default Dockerfile.
+	Dockerfile string `json:"dockerfile,omitempty"`
+	// Named volumes of a container app, mounted at their paths in every
+	// instance and kept across releases; removed when the app is
+	// destroyed.
+	Volumes []Volume `json:"volumes,omitempty"`
+	// Mount a container app's root filesystem read-only (volumes stay
+	// writable), as Compose's read_only. Default false.
+	ReadOnly bool `json:"read_only,omitempty"`
+	// Linux capabilities to drop from a container app, as Compose's
+	// cap_drop, e.g. [ALL] or [NET_RAW, MKNOD]. Default: none dropped
+	// beyond Docker's defaults.
+	CapDrop []string `json:"cap_drop,omitempty"`
 
 	// The fields below are recognised so that a spec written for a later
 	// skiff fails with "not supported yet" instead of being misread.
 
-	// Not supported yet: a container image to run.
-	Image string `json:"image,omitempty"`
-	// Not supported yet: a directory to build a container image from.
-	Build string `json:"build,omitempty"`
-	// Not supported yet: the Dockerfile used with build.
-	Dockerfile string `json:"dockerfile,omitempty"`
 	// Not supported yet: the deploy strategy (rolling, blue/green, canary).
 	Deploy map[string]any `json:"deploy,omitempty"`
 	// Not supported yet: autoscaling bounds and targets.
 	Autoscale map[string]any `json:"autoscale,omitempty"`
-	// Not supported yet: TCP ports forwarded by the edge.
-	TCP []any `json:"tcp,omitempty"`
 	// Not supported yet: secrets passed to the app.
 	Secrets []any `json:"secrets,omitempty"`
-	// Not supported yet: persistent volumes.
-	Volumes []any `json:"volumes,omitempty"`
 
 	// file names the spec's source in errors; pos holds where each field
 	// and element was written (see Pos), so that errors found later, by
@@ -96,6 +116,42 @@ type Health struct {
 	// How long a new release's instances may take to become ready before
 	// the deploy fails, 1s-1h. Default 60s.
 	ReadyTimeout Duration `json:"ready_timeout,omitempty"`
+}
+
+// TCPPort is a TCP port on the edge whose connections are forwarded to
+// the app's ready instances, balanced over them and drained on deploys.
+type TCPPort struct {
+	// The edge's public TCP port clients connect to, 1-65535. Required.
+	// Only one app may use a port, unless every app on it uses tls:
+	// passthrough with different hosts.
+	Port int `json:"port"`
+	// The port inside the instance that connections go to, 1-65535.
+	// Default: the app's port. A process app listens on one port only
+	// (port:, or $PORT when port: is left out), so for it target may only
+	// repeat port:.
+	Target int `json:"target,omitempty"`
+	// The service name to publish as a DNS SRV record
+	// (_<srv>._tcp.<host>), e.g. minecraft: 1-15 lowercase letters, digits
+	// and '-', starting with a letter and not ending with '-'.
+	SRV string `json:"srv,omitempty"`
+	// passthrough: route each connection by the server name its TLS
+	// ClientHello asks for (SNI) to the app whose hosts list it, without
+	// terminating TLS, so several apps can share one port. Leave it out to
+	// forward every connection on the port to this app.
+	TLS string `json:"tls,omitempty"`
+	// With tls: passthrough, the server names routed to this app:
+	// lowercase DNS names, optionally starting with "*." for every
+	// subdomain. Required with tls: passthrough, not allowed without it.
+	Hosts []string `json:"hosts,omitempty"`
+}
+
+// Volume is a named volume of a container app.
+type Volume struct {
+	// The volume's name, a DNS label: 1-63 lowercase letters, digits and
+	// '-'. The same name in a later release is the same data. Required.
+	Name string `json:"name"`
+	// Where it is mounted in the container: an absolute path. Required.
+	Path string `json:"path"`
 }
 
 // Resources are per-instance limits, enforced where the runtime can.

@@ -168,7 +168,7 @@ func TestParseErrors(t *testing.T) {
 			`skiff.yaml:2:1: unknown field "cmd" (did you mean "command"?)`,
 		}},
 		{"unknown field without suggestion", "name: a\ncommand: x\nowner: bob\n", []string{
-			`skiff.yaml:3:1: unknown field "owner": expected one of name, command, port, env, replicas, health, hosts, resources`,
+			`skiff.yaml:3:1: unknown field "owner": expected one of name, command, port, env, replicas, health, hosts, resources, tcp, image, build, dockerfile, volumes, read_only, cap_drop`,
 		}},
 		{"health field at the top", "name: a\ncommand: x\ninterval: 2s\n", []string{
 			`skiff.yaml:3:1: unknown field "interval": it belongs under health:`,
@@ -240,14 +240,9 @@ func TestParseErrors(t *testing.T) {
 		}},
 
 		// Fields not supported yet.
-		{"image", "name: a\nimage: nginx\n", []string{"skiff.yaml:2:1: image: not supported yet"}},
-		{"build", "name: a\nbuild: ./\n", []string{"skiff.yaml:2:1: build: not supported yet"}},
-		{"dockerfile", "name: a\ncommand: x\ndockerfile: Dockerfile\n", []string{"skiff.yaml:3:1: dockerfile: not supported yet"}},
 		{"deploy", "name: a\ncommand: x\ndeploy: {strategy: canary}\n", []string{"skiff.yaml:3:1: deploy: not supported yet"}},
 		{"autoscale", "name: a\ncommand: x\nautoscale:\n  min: 1\n", []string{"skiff.yaml:3:1: autoscale: not supported yet"}},
-		{"tcp", "name: a\ncommand: x\ntcp: [{port: 25565}]\n", []string{"skiff.yaml:3:1: tcp: not supported yet"}},
 		{"secrets", "name: a\ncommand: x\nsecrets: [TOKEN]\n", []string{"skiff.yaml:3:1: secrets: not supported yet"}},
-		{"volumes", "name: a\ncommand: x\nvolumes: []\n", []string{"skiff.yaml:3:1: volumes: not supported yet"}},
 		{"typo of a field not supported yet", "name: a\ncommand: x\nimag: nginx\n", []string{
 			`skiff.yaml:3:1: unknown field "imag" (did you mean "image"?)`,
 		}},
@@ -657,13 +652,13 @@ func TestValidateBuiltSpec(t *testing.T) {
 		t.Errorf("Validate(good) = %v", err)
 	}
 	bad := &Spec{Name: "a", Command: Command{Shell: "x", Args: []string{"y"}}, Port: 70000,
-		Resources: &Resources{Memory: "lots"}, Volumes: []any{"data"}}
+		Resources: &Resources{Memory: "lots"}, Volumes: []Volume{{Name: "data", Path: "/data"}}}
 	err := bad.Validate()
 	want := strings.Join([]string{
 		"command: set either a string or a list, not both",
 		"port: must be between 1 and 65535, got 70000 (leave it out to get a free port in $PORT)",
 		`resources.memory: invalid quantity "lots": expected bytes or a number with a suffix such as 256Mi, 1Gi, 512M or 1e9`,
-		"volumes: not supported yet",
+		"volumes: needs image or build: only container apps have it",
 	}, "\n")
 	if err == nil || err.Error() != want {
 		t.Errorf("Validate(bad) =\n%v\nwant\n%s", err, want)

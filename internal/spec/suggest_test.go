@@ -13,7 +13,8 @@ func TestSuggest(t *testing.T) {
 		{"comand", "command"},
 		{"cmd", "command"},
 		{"environment", "env"},
-		{"imag", ""}, // not among the candidates given here
+		{"imag", "image"},
+		{"deplo", ""}, // not among the candidates given here
 		{"owner", ""},
 		{"x", ""},
 		{"", ""},

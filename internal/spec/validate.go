@@ -86,6 +86,8 @@ func (s *Spec) validate() []*Error {
 	if s.Resources != nil {
 		v.resources(s.Resources)
 	}
+	v.tcp()
+	v.container()
 	v.unsupported()
 	return v.errs
 }
@@ -96,14 +98,9 @@ func (s *Spec) validate() []*Error {
 func (v *validator) unsupported() {
 	s := v.s
 	set := map[string]bool{
-		"image":      s.Image != "",
-		"build":      s.Build != "",
-		"dockerfile": s.Dockerfile != "",
-		"deploy":     s.Deploy != nil,
-		"autoscale":  s.Autoscale != nil,
-		"tcp":        s.TCP != nil,
-		"secrets":    s.Secrets != nil,
-		"volumes":    s.Volumes != nil,
+		"deploy":    s.Deploy != nil,
+		"autoscale": s.Autoscale != nil,
+		"secrets":   s.Secrets != nil,
 	}
 	for _, f := range unsupportedFields {
 		if set[f] {
@@ -134,8 +131,8 @@ func (v *validator) command() {
 		case v.s.given("command"):
 			v.errorf("command", "must not be empty: give the command that starts the app, e.g. command: ./server")
 		case v.s.given("image"), v.s.given("build"), v.s.Image != "", v.s.Build != "":
-			// Those are reported as not supported; asking for a command
-			// as well would only confuse.
+			// A container runs its image's own command unless told
+			// otherwise.
 		default:
 			v.missing("command", "required for an app without image or build: give the command that starts the app, e.g. command: ./server")
 		}

@@ -21,6 +21,9 @@ type App struct {
 	// Hosts are every host routed to the app, its default host included,
 	// in the order the last release gave them.
 	Hosts []string
+	// TCP are the edge ports forwarded to the app, in the order the last
+	// release gave them.
+	TCP []TCPPort
 	// Deleting: destroy was requested; the controller stops everything and
 	// then calls PurgeApp.
 	Deleting  bool
@@ -50,6 +53,10 @@ func (s *Store) App(ctx context.Context, name string) (App, error) {
 			return err
 		}
 		a.Hosts, err = appHosts(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		a.TCP, err = appTCP(ctx, tx, name)
 		return err
 	})
 	return a, err
@@ -95,7 +102,7 @@ func (s *Store) Apps(ctx context.Context) ([]App, error) {
 		if err := hrows.Err(); err != nil {
 			return fmt.Errorf("list hosts: %w", err)
 		}
-		return nil
+		return allTCP(ctx, tx, apps, index)
 	})
 	return apps, err
 }

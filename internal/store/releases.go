@@ -41,6 +41,9 @@ type Release struct {
 	CreatedAt  time.Time
 	// FinishedAt is zero while the release is pending.
 	FinishedAt time.Time
+	// Image is the ID of the container image the release runs, once
+	// resolved (SetReleaseImage); "" for process apps and before that.
+	Image string
 }
 
 // NewRelease is what CreateRelease needs.
@@ -52,20 +55,24 @@ type NewRelease struct {
 	// Hosts are every host of the app, its default host included; they
 	// replace the app's hosts.
 	Hosts []string
+	// TCP are the app's forwarded ports; they replace the app's ports.
+	TCP []TCPPort
 	// Replicas, when set, becomes the app's desired count; nil leaves it
 	// unchanged (a new app starts with 1).
 	Replicas   *int
 	RollbackOf int
 }
 
-const releaseColumns = `app, number, spec, spec_file, artifact, replicas, status, message, rollback_of, created_at, finished_at`
+const releaseColumns = `app, number, spec, spec_file, artifact, replicas, status, message, rollback_of, created_at, finished_at, image`
 
 func scanRelease(row rowScanner) (Release, error) {
 	var r Release
 	var replicas sql.NullInt64
 	var created, finished int64
+	var image sql.NullString
 	err := row.Scan(&r.App, &r.Number, &r.Spec, &r.SpecFile, &r.Artifact, &replicas,
-		&r.Status, &r.Message, &r.RollbackOf, &created, &finished)
+		&r.Status, &r.Message, &r.RollbackOf, &created, &finished, &image)
+	r.Image = image.String
 	if replicas.Valid {
 		n := int(replicas.Int64)
 		r.Replicas = &n
@@ -79,9 +86,12 @@ func scanRelease(row rowScanner) (Release, error) {
 //   - it creates the app if missing; an app being destroyed is a conflict;
 //   - every host must be free or already the app's, else the error is a
 //     *HostInUseError for the first taken host and nothing changes;
+//   - every TCP port must be free or already the app's (a port shared by
+//     TLS server name only for other names), else the error is a
+//     *PortInUseError and nothing changes;
 //   - the release is numbered one past the app's highest;
 //   - any other pending release of the app becomes superseded;
-//   - the app's hosts are replaced, Replicas applied and Target set;
+//   - the app's hosts and ports are replaced, Replicas applied and Target set;
 //   - a "release.created" event is appended.
 func (s *Store) CreateRelease(ctx context.Context, nr NewRelease) (Release, error) {
 	hosts, err := checkNewRelease(nr)
@@ -121,6 +131,10 @@ func (s *Store) CreateRelease(ctx context.Context, nr NewRelease) (Release, erro
 			if owner != nr.App {
 				return &HostInUseError{Host: h, App: owner}
 			}
+		}
+
+		if err := checkTCP(ctx, t, nr.App, nr.TCP); err != nil {
+			return err
 		}
 
 		if nr.RollbackOf > 0 {
@@ -174,7 +188,7 @@ func (s *Store) CreateRelease(ctx context.Context, nr NewRelease) (Release, erro
 		if spec == nil {
 			spec = []byte{} // the column is NOT NULL; an empty spec is still a spec
 		}
-		if _, err := t.ExecContext(ctx, `INSERT INTO releases (`+releaseColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := t.ExecContext(ctx, `INSERT INTO releases (`+releaseColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
 			rel.App, rel.Number, spec, rel.SpecFile, rel.Artifact, replicas,
 			rel.Status, rel.Message, rel.RollbackOf, now, 0); err != nil {
 			return fmt.Errorf("insert release %d of app %q: %w", n, nr.App, err)
@@ -193,6 +207,9 @@ func (s *Store) CreateRelease(ctx context.Context, nr NewRelease) (Release, erro
 				h, nr.App, i); err != nil {
 				return fmt.Errorf("replace hosts of app %q: %w", nr.App, err)
 			}
+		}
+		if err := replaceTCP(ctx, t, nr.App, nr.TCP); err != nil {
+			return err
 		}
 
 		ev := Event{App: nr.App, Release: n, Kind: "release.created", Message: fmt.Sprintf("release %d created", n)}

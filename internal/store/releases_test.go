@@ -37,7 +37,7 @@ func release(t *testing.T, s *Store, app string, hosts ...string) Release {
 func dump(t *testing.T, s *Store) string {
 	t.Helper()
 	var b strings.Builder
-	for _, table := range []string{"apps", "releases", "hosts", "events", "meta", "sqlite_sequence"} {
+	for _, table := range []string{"apps", "releases", "hosts", "tcp_ports", "events", "meta", "sqlite_sequence"} {
 		rows, err := s.r.Query("SELECT * FROM " + table + " ORDER BY rowid")
 		if err != nil {
 			t.Fatalf("dump %s: %v", table, err)

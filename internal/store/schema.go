@@ -63,6 +63,27 @@ CREATE TABLE meta (
 	value TEXT NOT NULL
 );
 `,
+	// 2: TCP ports the edge forwards, claimed per app like hosts. sni is ''
+	// for a whole port, or one TLS server name on a port shared by
+	// passthrough; server names are case-insensitive like hosts.
+	`
+CREATE TABLE tcp_ports (
+	port   INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+	sni    TEXT NOT NULL COLLATE NOCASE,
+	app    TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+	target INTEGER NOT NULL DEFAULT 0,
+	srv    TEXT NOT NULL DEFAULT '',
+	pos    INTEGER NOT NULL,
+	PRIMARY KEY (port, sni)
+);
+CREATE INDEX tcp_ports_app ON tcp_ports(app, pos);
+`,
+	// 3: the container image a release runs, resolved once (built or
+	// looked up) and pinned by ID, so a rollback runs the same bits even
+	// if a tag moved. NULL until resolved and for process apps.
+	`
+ALTER TABLE releases ADD COLUMN image TEXT;
+`,
 }
 
 // migrate brings the database to the newest schema version, one transaction per step so

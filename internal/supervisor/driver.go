@@ -54,6 +54,10 @@ type Handle struct {
 	Release int    `json:"release"`
 	// Endpoint is host:port where the instance listens, on loopback.
 	Endpoint string `json:"endpoint"`
+	// Ports are where the instance's other published ports are reached,
+	// by the port inside it (see instance.Instance.Ports); nil for a
+	// process instance. The supervisor reports them as they are.
+	Ports map[int]string `json:"ports,omitempty"`
 	// PID of the process (group leader) or of the container's init.
 	PID int `json:"pid,omitempty"`
 	// StartedAt is the start time as the kernel or engine records it, used

@@ -119,7 +119,9 @@ func (s *Supervisor) run(ctx context.Context, in *inst, tmpl instance.Template, 
 			msg = "killed by " + exit.Signal
 		}
 		if exit.OOM {
-			msg += " (out of memory)"
+			// The code (137) or signal alone reads like any kill; what the
+			// user must change is the memory limit.
+			msg = "killed: out of memory (" + msg + "; raise resources.memory)"
 		}
 		if !s.crashed(ctx, in, exit, delay, msg) {
 			return
@@ -163,7 +165,7 @@ func (s *Supervisor) crashed(ctx context.Context, in *inst, exit instance.Exit, 
 	s.mu.Unlock()
 	s.notify.send(key.app)
 	s.emit(Event{App: key.app, Release: key.release, Instance: in.id, Kind: EventExited, Message: msg,
-		Data: map[string]any{"code": exit.Code, "signal": exit.Signal, "log_tail": exit.LogTail}})
+		Data: map[string]any{"code": exit.Code, "signal": exit.Signal, "oom": exit.OOM, "log_tail": exit.LogTail}})
 	s.emit(Event{App: key.app, Release: key.release, Instance: in.id, Kind: EventRestarting,
 		Message: "restarting in " + delay.Round(time.Millisecond).String(),
 		Data:    map[string]any{"delay_ms": delay.Milliseconds(), "restarts": restarts + 1}})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -49,6 +50,7 @@ func reportLocked(in *inst) instance.Instance {
 	}
 	if in.running {
 		r.Endpoint = in.h.Endpoint
+		r.Ports = maps.Clone(in.h.Ports)
 		r.PID = in.h.PID
 		r.StartedAt = in.h.StartedAt
 	}

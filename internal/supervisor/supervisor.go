@@ -73,7 +73,7 @@ type Event struct {
 	// Kind is one of the Event* constants.
 	Kind    string
 	Message string
-	// Data holds details: code, signal and log_tail for EventExited;
+	// Data holds details: code, signal, oom and log_tail for EventExited;
 	// delay_ms and restarts for EventRestarting.
 	Data map[string]any
 }

@@ -7,7 +7,9 @@
 // CRASH_FILE=<path> does the same only while that file exists, so a test
 // can start and end a crash loop from outside; NEVER_READY=1 makes
 // /healthz answer 503; LOG_REQUESTS=1 prints "request <path>" for every
-// request.
+// request. ECHO_TCP=1 serves a line echo on $PORT instead of HTTP;
+// ECHO_TCP_PORT=<port> serves it on that port besides HTTP on $PORT, as
+// a container app with a tcp: target does (see tcpecho.go).
 package main
 
 import (
@@ -37,6 +39,14 @@ func main() {
 		os.Exit(0) // at once: no graceful shutdown
 	}()
 
+	if os.Getenv("ECHO_TCP") != "" {
+		serveTCPEcho("127.0.0.1:"+os.Getenv("PORT"), release, inst)
+		return
+	}
+	if p := os.Getenv("ECHO_TCP_PORT"); p != "" {
+		go serveTCPEcho(listenHost()+":"+p, release, inst)
+	}
+
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if logRequests {
@@ -62,7 +72,7 @@ func main() {
 		fmt.Fprintln(w, "ok")
 	})
 	fmt.Printf("testapp %s of release %s listening on %s\n", inst, release, os.Getenv("PORT"))
-	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), mux); err != nil {
+	if err := http.ListenAndServe(listenHost()+":"+os.Getenv("PORT"), mux); err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}
@@ -76,4 +86,13 @@ func crashFileExists(path string) bool {
 	}
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// listenHost is LISTEN_HOST, 0.0.0.0 in a container, whose ports are
+// published from the container's own address; default 127.0.0.1.
+func listenHost() string {
+	if h := os.Getenv("LISTEN_HOST"); h != "" {
+		return h
+	}
+	return "127.0.0.1"
 }

@@ -19,7 +19,11 @@
 //	                   TESTAPP_CHILD) or else in the app itself at start.
 //
 // GET /sick makes /healthz fail from then on (a hung app, for liveness);
-// GET /exit?code=N exits with code N.
+// GET /exit?code=N exits with code N. For container tests: GET
+// /fetch?url=U answers with U's body (one app reaching another);
+// GET /alloc?mb=N allocates and touches N MiB and holds it; GET
+// /file?path=P reads a file, PUT /file?path=P writes the request body to
+// it.
 package main
 
 import (
@@ -96,6 +100,7 @@ func main() {
 		fmt.Printf("exiting with code %d\n", code)
 		os.Exit(code)
 	})
+	containerHandlers(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 
