@@ -314,7 +314,7 @@ health: {path: /healthz, interval: 200ms, timeout: 200ms}
 		t.Fatalf("first deploy: %s: %s", r.Status, r.Message)
 	}
 	load := startLoad(s.httpAddr, app+".localhost", 8, 120*time.Second)
-	const deploys = 4
+	const deploys = 10
 	for i := range deploys {
 		rel, err := deploy(ctx, s.client, bundle)
 		if err != nil {
@@ -322,6 +322,16 @@ health: {path: /healthz, interval: 200ms, timeout: 200ms}
 		}
 		if r := waitStatus(t, s.client, app, rel.Number, 60*time.Second); r.Status != "complete" {
 			t.Fatalf("deploy %d: release %d %s: %s", i, rel.Number, r.Status, r.Message)
+		}
+		// Once the deploy is done, every answer comes from the new release.
+		for range 10 {
+			body, err := get(http.DefaultClient, s.httpAddr, app+".localhost")
+			if err != nil {
+				t.Fatalf("after deploy %d: %v", i, err)
+			}
+			if want := fmt.Sprintf("release %d ", rel.Number); !strings.HasPrefix(body, want) {
+				t.Fatalf("after release %d was done, answer %q", rel.Number, body)
+			}
 		}
 	}
 	res := load.stop()
