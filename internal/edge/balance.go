@@ -82,13 +82,10 @@ func (rt *route) pick(except *backend) *backend {
 	case r < l:
 		return b
 	}
-	// Equal loads, as on an idle route: a backend whose responses take
-	// more than twice as long as the other's loses. Otherwise the first
-	// draw wins: it was drawn in proportion to weight, so an idle route
-	// spreads requests exactly by weight.
-	if la, lb := a.latencyEWMA(), b.latencyEWMA(); la > 2*lb && lb > 0 {
-		return b
-	}
+	// Equal loads, as on an idle route: the first draw wins. It was drawn
+	// in proportion to weight, so an idle route spreads requests exactly
+	// by weight. Latency is no tie-breaker: a backend that lost on it
+	// would get no request to show it got faster, and starve.
 	return a
 }
 

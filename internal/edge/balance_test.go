@@ -165,3 +165,28 @@ func TestLeastInFlight(t *testing.T) {
 		}
 	}
 }
+
+// TestPickSlowBackendNotStarved: on an idle route, a backend whose past
+// answers were slow still gets its share; otherwise it would never get a
+// request to show that it is fast again.
+func TestPickSlowBackendNotStarved(t *testing.T) {
+	rt := &route{}
+	for i := range 3 {
+		b := &backend{}
+		if i == 0 {
+			b.observe(2*time.Second, http.StatusOK)
+		} else {
+			b.observe(time.Millisecond, http.StatusOK)
+		}
+		rt.targets = append(rt.targets, target{b: b, weight: 1})
+	}
+	slow := 0
+	for range 3000 {
+		if rt.pick(nil) == rt.targets[0].b {
+			slow++
+		}
+	}
+	if slow < 700 || slow > 1300 {
+		t.Fatalf("the slow backend got %d of 3000 idle picks, want about 1000", slow)
+	}
+}
