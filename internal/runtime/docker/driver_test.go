@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/skiff-sh/skiff/internal/instance"
 	"github.com/skiff-sh/skiff/internal/runtime/docker"
 	"github.com/skiff-sh/skiff/internal/supervisor"
@@ -231,6 +233,45 @@ func TestKillIsNotOOM(t *testing.T) {
 	}
 	if exit.OOM || exit.Code != 137 {
 		t.Errorf("victim exit = %+v, want killed (137) and not for its memory", exit)
+	}
+}
+
+// TestCanceledStartLeavesNoContainer: a Start whose caller gives up (a
+// supervisor closing) leaves no container behind, not even one the engine
+// finished creating after the caller hung up, which nobody would remove.
+func TestCanceledStartLeavesNoContainer(t *testing.T) {
+	t.Parallel()
+	e := testenv.RequireDocker(t)
+	image := testImage(t, e)
+	d := newDriver(t, e, t.TempDir())
+	cli, err := e.Client(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	canceled := 0
+	for i, after := range []time.Duration{10, 40, 100} {
+		id := fmt.Sprintf("gone-1-%05d", i)
+		ctx, cancel := context.WithTimeout(context.Background(), after*time.Millisecond)
+		_, startErr := d.Start(ctx, id, appTemplate(image, "gone", 1, nil))
+		cancel()
+		if startErr == nil {
+			continue // it started in time; the node's cleanup removes it
+		}
+		canceled++
+		// A create the engine finishes late shows up within moments.
+		for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			res, err := cli.ContainerList(context.Background(), client.ContainerListOptions{All: true,
+				Filters: make(client.Filters).Add("label", docker.LabelInstance+"="+id)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Items) > 0 {
+				t.Fatalf("Start of %s gave up after %dms (%v) but left container %s (%s)", id, after, startErr, res.Items[0].ID[:12], res.Items[0].State)
+			}
+		}
+	}
+	if canceled == 0 {
+		t.Skip("every Start beat its deadline; nothing was canceled")
 	}
 }
 

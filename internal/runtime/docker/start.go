@@ -195,12 +195,25 @@ func containerEnv(id string, t instance.Template) []string {
 	return out
 }
 
+// createTimeout bounds one container create.
+const createTimeout = time.Minute
+
 // create makes the container, replacing an exited one of the same
 // instance and adopting a running one.
 func (d *Driver) create(ctx context.Context, cli *client.Client, id string, opts client.ContainerCreateOptions) (string, error) {
 	for attempt := 0; ; attempt++ {
-		res, err := cli.ContainerCreate(ctx, opts)
+		// The engine finishes a create whose caller hung up, so the call
+		// is not cut short; a container made for a caller that gave up
+		// meanwhile is removed rather than left behind, unseen by
+		// whoever already cleaned up after the instance.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+		res, err := cli.ContainerCreate(cctx, opts)
+		cancel()
 		if err == nil {
+			if ctx.Err() != nil {
+				_, _ = cli.ContainerRemove(context.WithoutCancel(ctx), res.ID, client.ContainerRemoveOptions{Force: true})
+				return "", ctx.Err()
+			}
 			return res.ID, nil
 		}
 		switch {
