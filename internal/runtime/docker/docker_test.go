@@ -1,21 +1,19 @@
 package docker_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/skiff-sh/skiff/internal/controller"
 	"github.com/skiff-sh/skiff/internal/instance"
+	"github.com/skiff-sh/skiff/internal/logs"
 	"github.com/skiff-sh/skiff/internal/runtime/docker"
 	"github.com/skiff-sh/skiff/internal/runtimetest"
 	"github.com/skiff-sh/skiff/internal/supervisor"
@@ -48,7 +46,7 @@ func TestConformance(t *testing.T) {
 				BackoffBase: 50 * time.Millisecond,
 				BackoffMax:  400 * time.Millisecond,
 				StopGrace:   time.Second,
-				TailLog:     tailFile,
+				TailLog:     logs.TailFile,
 			})
 			if err != nil {
 				t.Fatalf("new supervisor: %v", err)
@@ -83,7 +81,7 @@ func TestConformance(t *testing.T) {
 			}
 			return string(b)
 		},
-		Forget:       forgetSet,
+		Forget:       runtimetest.ForgetSet,
 		Capabilities: supervisor.Capabilities{Name: "docker", ExitCodeOnRecover: true, Limits: true},
 		// Docker 20.10 took up to 3.4s from create to start (network
 		// endpoint, docker-proxy, runc) while other packages' tests used
@@ -131,56 +129,4 @@ func newDriver(t *testing.T, e *docker.Engine, dir string) *docker.Driver {
 
 func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-}
-
-// tailFile returns the last n lines of a file.
-func tailFile(path string, n int) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return lines
-}
-
-// forgetSet drops a set from a stopped supervisor's sets.json, as a crash
-// right after a recorded DeleteSet leaves it.
-func forgetSet(t *testing.T, dir, app string, release int) {
-	t.Helper()
-	path := filepath.Join(dir, "sets.json")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("forget set: %v", err)
-	}
-	var state map[string]any
-	if err := json.Unmarshal(b, &state); err != nil {
-		t.Fatalf("forget set: %v", err)
-	}
-	sets, _ := state["sets"].([]any)
-	var kept []any
-	for _, s := range sets {
-		tmpl, _ := s.(map[string]any)["template"].(map[string]any)
-		if tmpl["App"] == app && tmpl["Release"] == float64(release) {
-			continue
-		}
-		kept = append(kept, s)
-	}
-	if len(kept) == len(sets) {
-		t.Fatalf("forget set: %s release %d not in %s", app, release, b)
-	}
-	state["sets"] = kept
-	if b, err = json.Marshal(state); err != nil {
-		t.Fatalf("forget set: %v", err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatalf("forget set: %v", err)
-	}
 }

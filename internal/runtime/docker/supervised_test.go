@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skiff-sh/skiff/internal/instance"
+	"github.com/skiff-sh/skiff/internal/logs"
 	"github.com/skiff-sh/skiff/internal/runtime/docker"
 	"github.com/skiff-sh/skiff/internal/supervisor"
 	"github.com/skiff-sh/skiff/internal/testenv"
@@ -23,7 +24,7 @@ func supervised(t *testing.T, d *docker.Driver, dir string) (*supervisor.Supervi
 	sup, err := supervisor.New(supervisor.Options{
 		Driver: d, StateDir: dir, Logger: testLogger(),
 		BackoffBase: 50 * time.Millisecond, BackoffMax: 400 * time.Millisecond, StopGrace: time.Second,
-		TailLog: tailFile, OnEvent: events.add,
+		TailLog: logs.TailFile, OnEvent: events.add,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,20 +1,18 @@
 package process_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/skiff-sh/skiff/internal/controller"
 	"github.com/skiff-sh/skiff/internal/instance"
+	"github.com/skiff-sh/skiff/internal/logs"
 	"github.com/skiff-sh/skiff/internal/runtime/process"
 	"github.com/skiff-sh/skiff/internal/runtimetest"
 	"github.com/skiff-sh/skiff/internal/supervisor"
@@ -36,7 +34,7 @@ func TestConformance(t *testing.T) {
 				BackoffBase: 50 * time.Millisecond,
 				BackoffMax:  400 * time.Millisecond,
 				StopGrace:   time.Second,
-				TailLog:     tailFile,
+				TailLog:     logs.TailFile,
 			})
 			if err != nil {
 				t.Fatalf("new supervisor: %v", err)
@@ -75,7 +73,7 @@ func TestConformance(t *testing.T) {
 			}
 			return string(b)
 		},
-		Forget:       forgetSet,
+		Forget:       runtimetest.ForgetSet,
 		Capabilities: supervisor.Capabilities{Name: "process", ExitCodeOnRecover: false},
 	}
 	runtimetest.Run(t, h)
@@ -105,57 +103,4 @@ func newDriver(t *testing.T, dir string) *process.Driver {
 
 func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-}
-
-// tailFile returns the last n lines of a file.
-func tailFile(path string, n int) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return lines
-}
-
-// forgetSet drops a set from a stopped supervisor's sets.json, as a crash
-// right after a recorded DeleteSet leaves it. It fails when the set is not
-// there, so a change of the file's format cannot make it a silent no-op.
-func forgetSet(t *testing.T, dir, app string, release int) {
-	t.Helper()
-	path := filepath.Join(dir, "sets.json")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("forget set: %v", err)
-	}
-	var state map[string]any
-	if err := json.Unmarshal(b, &state); err != nil {
-		t.Fatalf("forget set: %v", err)
-	}
-	sets, _ := state["sets"].([]any)
-	var kept []any
-	for _, s := range sets {
-		tmpl, _ := s.(map[string]any)["template"].(map[string]any)
-		if tmpl["App"] == app && tmpl["Release"] == float64(release) {
-			continue
-		}
-		kept = append(kept, s)
-	}
-	if len(kept) == len(sets) {
-		t.Fatalf("forget set: %s release %d not in %s", app, release, b)
-	}
-	state["sets"] = kept
-	if b, err = json.Marshal(state); err != nil {
-		t.Fatalf("forget set: %v", err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatalf("forget set: %v", err)
-	}
 }
