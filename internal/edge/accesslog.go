@@ -44,6 +44,9 @@ type accessLog struct {
 // accessLogQueue is how many entries may wait for the writer.
 const accessLogQueue = 8192
 
+// accessLogFlush is the longest a written line waits in the buffer.
+const accessLogFlush = 250 * time.Millisecond
+
 func newAccessLog(w io.Writer, onDrop func()) *accessLog {
 	l := &accessLog{
 		ch:     make(chan accessEntry, accessLogQueue),
@@ -65,20 +68,19 @@ func (l *accessLog) add(e accessEntry) {
 	}
 }
 
-// run writes entries until the channel closes, flushing whenever it has
-// caught up and at least once a second under steady load.
+// run writes entries until stopped. The buffer reaches the file when it
+// fills and every accessLogFlush, like nginx's access_log buffer=…
+// flush=…: one write for many requests instead of one each, so a line
+// shows up at most accessLogFlush late.
 func (l *accessLog) run() {
 	defer close(l.done)
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(accessLogFlush)
 	defer tick.Stop()
 	buf := make([]byte, 0, 512)
 	for {
 		select {
 		case e := <-l.ch:
 			buf = l.write(buf, &e)
-			if len(l.ch) == 0 {
-				l.flush()
-			}
 		case <-tick.C:
 			l.flush()
 		case <-l.stop:
