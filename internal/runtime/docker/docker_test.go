@@ -1,7 +1,6 @@
 package docker_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/skiff-sh/skiff/internal/controller"
 	"github.com/skiff-sh/skiff/internal/instance"
-	"github.com/skiff-sh/skiff/internal/logs"
 	"github.com/skiff-sh/skiff/internal/runtime/docker"
 	"github.com/skiff-sh/skiff/internal/runtimetest"
 	"github.com/skiff-sh/skiff/internal/supervisor"
@@ -39,21 +37,7 @@ func TestConformance(t *testing.T) {
 	h := runtimetest.Harness{
 		New: func(t *testing.T, dir string) controller.Runtime {
 			d := newDriver(t, e, dir)
-			sup, err := supervisor.New(supervisor.Options{
-				Driver:      d,
-				StateDir:    dir,
-				Logger:      testLogger(),
-				BackoffBase: 50 * time.Millisecond,
-				BackoffMax:  400 * time.Millisecond,
-				StopGrace:   time.Second,
-				TailLog:     logs.TailFile,
-			})
-			if err != nil {
-				t.Fatalf("new supervisor: %v", err)
-			}
-			if err := sup.Start(context.Background()); err != nil {
-				t.Fatalf("start supervisor: %v", err)
-			}
+			sup := runtimetest.Supervised(t, d, dir)
 			mu.Lock()
 			drivers[sup] = d
 			mu.Unlock()
