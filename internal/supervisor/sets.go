@@ -183,6 +183,19 @@ func leavers(st *set, k int) []*inst {
 	return all[:k]
 }
 
+// instanceLocked finds app's instance id once the supervisor has
+// started; s.mu must be held.
+func (s *Supervisor) instanceLocked(app, id string) (*inst, *set, error) {
+	if err := s.readyLocked(); err != nil {
+		return nil, nil, err
+	}
+	in, st := s.findLocked(app, id)
+	if in == nil {
+		return nil, nil, fmt.Errorf("instance %s of %s: %w", id, app, ErrInstanceNotFound)
+	}
+	return in, st, nil
+}
+
 // MarkDraining reports the instance as Draining from now on, also across
 // a restart of the supervisor.
 func (s *Supervisor) MarkDraining(ctx context.Context, app, id string) error {
@@ -190,14 +203,10 @@ func (s *Supervisor) MarkDraining(ctx context.Context, app, id string) error {
 	l.Lock()
 	defer l.Unlock()
 	s.mu.Lock()
-	if err := s.readyLocked(); err != nil {
+	in, _, err := s.instanceLocked(app, id)
+	if err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("drain instance %s: %w", id, err)
-	}
-	in, _ := s.findLocked(app, id)
-	if in == nil {
-		s.mu.Unlock()
-		return fmt.Errorf("drain instance %s of %s: %w", id, app, ErrInstanceNotFound)
 	}
 	was := in.draining
 	in.draining = true
@@ -220,14 +229,10 @@ func (s *Supervisor) Remove(ctx context.Context, app, id string) error {
 	l.Lock()
 	defer l.Unlock()
 	s.mu.Lock()
-	if err := s.readyLocked(); err != nil {
+	in, st, err := s.instanceLocked(app, id)
+	if err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("remove instance %s: %w", id, err)
-	}
-	in, st := s.findLocked(app, id)
-	if in == nil {
-		s.mu.Unlock()
-		return fmt.Errorf("remove instance %s of %s: %w", id, app, ErrInstanceNotFound)
 	}
 	delete(st.insts, id)
 	s.mu.Unlock()
