@@ -10,8 +10,8 @@ import (
 // The fields each mapping of a skiff.yaml accepts, in the order the docs
 // list them. A test checks them against the json tags of the types.
 var (
-	specFields        = []string{"name", "command", "port", "env", "replicas", "health", "hosts", "resources", "tcp", "image", "build", "dockerfile", "volumes", "read_only", "cap_drop"}
-	unsupportedFields = []string{"deploy", "autoscale", "secrets"}
+	specFields        = []string{"name", "command", "port", "env", "replicas", "health", "hosts", "resources", "tcp", "image", "build", "dockerfile", "volumes", "read_only", "cap_drop", "deploy", "http"}
+	unsupportedFields = []string{"autoscale", "secrets"}
 	healthFields      = []string{"path", "tcp", "interval", "timeout", "threshold", "liveness_threshold", "ready_timeout"}
 	resourcesFields   = []string{"cpu", "memory"}
 )
@@ -54,6 +54,10 @@ func (d *decoder) spec(n ast.Node) *Spec {
 			s.ReadOnly, _ = d.bool(e.path, e.value)
 		case "cap_drop":
 			s.CapDrop = d.strings(e.path, e.value, "a list of capabilities such as [ALL] or [NET_RAW]")
+		case "deploy":
+			s.Deploy = d.deploy(e.path, e.value)
+		case "http":
+			s.HTTP = d.http(e.path, e.value)
 		default:
 			if slices.Contains(unsupportedFields, e.key) {
 				d.fail(e.at, e.path, "not supported yet")

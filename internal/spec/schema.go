@@ -2,7 +2,7 @@ package spec
 
 import (
 	"bytes"
-	_ "embed" // for the source of spec.go
+	"embed"
 	"encoding/json"
 	"fmt"
 	"go/ast"
@@ -16,14 +16,14 @@ import (
 	"github.com/invopop/jsonschema"
 )
 
-// specSource is the file declaring the spec's structs. Their field doc
+// specSources are the files declaring the spec's structs. Their field doc
 // comments become the schema's descriptions, so that the two cannot drift
-// apart; the source is embedded because a built binary has no source tree
-// to read it from. Command, Duration and Quantity describe themselves in
-// their JSONSchema methods.
+// apart; the sources are embedded because a built binary has no source
+// tree to read them from. Command, Duration, Percent and Quantity describe
+// themselves in their JSONSchema methods.
 //
-//go:embed spec.go
-var specSource []byte
+//go:embed spec.go deploy.go http.go
+var specSources embed.FS
 
 // Schema is the JSON Schema (draft 2020-12) of skiff.yaml, generated from
 // the Go types, for editors to complete and check the file. It is stricter
@@ -60,15 +60,31 @@ var schemaOnce = sync.OnceValues(func() ([]byte, error) {
 })
 
 // fieldDocs maps "<package>.<Type>" and "<package>.<Type>.<Field>" to the
-// doc comment of each type and field in spec.go, the keys
+// doc comment of each type and field in specSources, the keys
 // invopop/jsonschema looks descriptions up by.
 func fieldDocs() (map[string]string, error) {
-	f, err := parser.ParseFile(token.NewFileSet(), "spec.go", specSource, parser.ParseComments)
+	docs := map[string]string{}
+	files, err := specSources.ReadDir(".")
 	if err != nil {
 		return nil, err
 	}
+	for _, file := range files {
+		src, err := specSources.ReadFile(file.Name())
+		if err != nil {
+			return nil, err
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), file.Name(), src, parser.ParseComments)
+		if err != nil {
+			return nil, err
+		}
+		addDocs(docs, f)
+	}
+	return docs, nil
+}
+
+// addDocs adds the doc comments of f's exported types and their fields.
+func addDocs(docs map[string]string, f *ast.File) {
 	pkg := reflect.TypeFor[Spec]().PkgPath()
-	docs := map[string]string{}
 	for _, decl := range f.Decls {
 		gen, ok := decl.(*ast.GenDecl)
 		if !ok || gen.Tok != token.TYPE {
@@ -97,7 +113,6 @@ func fieldDocs() (map[string]string, error) {
 			}
 		}
 	}
-	return docs, nil
 }
 
 // oneLine joins a doc comment's lines into one paragraph, as editors show

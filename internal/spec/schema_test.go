@@ -106,7 +106,10 @@ func TestSchemaRejectsBadSpecs(t *testing.T) {
 		yaml string
 	}{
 		{"unknown field", "name: a\ncommand: x\nreplica: 2\n"},
-		{"field not supported yet", "name: a\ncommand: x\ndeploy: {strategy: canary}\n"},
+		{"field not supported yet", "name: a\ncommand: x\nautoscale: {min: 1}\n"},
+		{"unknown strategy", "name: a\ncommand: x\ndeploy: {strategy: yolo}\n"},
+		{"canary weight of 100", "name: a\ncommand: x\ndeploy: {strategy: canary, steps: [{weight: 100}]}\n"},
+		{"bad balance", "name: a\ncommand: x\nhttp: {balance: random}\n"},
 		{"image and build", "name: a\nimage: nginx\nbuild: ./\nport: 80\n"},
 		{"image without port", "name: a\nimage: nginx\n"},
 		{"name missing", "command: x\n"},
@@ -180,7 +183,7 @@ func TestSchemaDescribesEveryField(t *testing.T) {
 			}
 		}
 	}
-	if want := len(specFields) + len(unsupportedFields) + len(healthFields) + len(resourcesFields) + len(tcpFields) + len(volumeFields); n != want {
+	if want := len(specFields) + len(unsupportedFields) + len(healthFields) + len(resourcesFields) + len(tcpFields) + len(volumeFields) + len(deployFields) + len(stepFields) + len(analysisFields) + len(httpFields); n != want {
 		t.Errorf("schema has %d properties, want %d", n, want)
 	}
 }

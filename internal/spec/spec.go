@@ -75,11 +75,16 @@ type Spec struct {
 	// beyond Docker's defaults.
 	CapDrop []string `json:"cap_drop,omitempty"`
 
+	// How a new release replaces the running one: rolling (default),
+	// blue-green or canary, with their settings.
+	Deploy *Deploy `json:"deploy,omitempty"`
+	// How the edge serves the app's HTTP traffic: balancing, body limit,
+	// h2c to the instances.
+	HTTP *HTTP `json:"http,omitempty"`
+
 	// The fields below are recognised so that a spec written for a later
 	// skiff fails with "not supported yet" instead of being misread.
 
-	// Not supported yet: the deploy strategy (rolling, blue/green, canary).
-	Deploy map[string]any `json:"deploy,omitempty"`
 	// Not supported yet: autoscaling bounds and targets.
 	Autoscale map[string]any `json:"autoscale,omitempty"`
 	// Not supported yet: secrets passed to the app.

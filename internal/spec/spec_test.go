@@ -168,7 +168,7 @@ func TestParseErrors(t *testing.T) {
 			`skiff.yaml:2:1: unknown field "cmd" (did you mean "command"?)`,
 		}},
 		{"unknown field without suggestion", "name: a\ncommand: x\nowner: bob\n", []string{
-			`skiff.yaml:3:1: unknown field "owner": expected one of name, command, port, env, replicas, health, hosts, resources, tcp, image, build, dockerfile, volumes, read_only, cap_drop`,
+			`skiff.yaml:3:1: unknown field "owner": expected one of name, command, port, env, replicas, health, hosts, resources, tcp, image, build, dockerfile, volumes, read_only, cap_drop, deploy, http`,
 		}},
 		{"health field at the top", "name: a\ncommand: x\ninterval: 2s\n", []string{
 			`skiff.yaml:3:1: unknown field "interval": it belongs under health:`,
@@ -240,7 +240,6 @@ func TestParseErrors(t *testing.T) {
 		}},
 
 		// Fields not supported yet.
-		{"deploy", "name: a\ncommand: x\ndeploy: {strategy: canary}\n", []string{"skiff.yaml:3:1: deploy: not supported yet"}},
 		{"autoscale", "name: a\ncommand: x\nautoscale:\n  min: 1\n", []string{"skiff.yaml:3:1: autoscale: not supported yet"}},
 		{"secrets", "name: a\ncommand: x\nsecrets: [TOKEN]\n", []string{"skiff.yaml:3:1: secrets: not supported yet"}},
 		{"typo of a field not supported yet", "name: a\ncommand: x\nimag: nginx\n", []string{

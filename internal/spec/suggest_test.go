@@ -14,7 +14,7 @@ func TestSuggest(t *testing.T) {
 		{"cmd", "command"},
 		{"environment", "env"},
 		{"imag", "image"},
-		{"deplo", ""}, // not among the candidates given here
+		{"autoscal", ""}, // not among the candidates given here
 		{"owner", ""},
 		{"x", ""},
 		{"", ""},

@@ -88,6 +88,8 @@ func (s *Spec) validate() []*Error {
 	}
 	v.tcp()
 	v.container()
+	v.deploy()
+	v.http()
 	v.unsupported()
 	return v.errs
 }
@@ -98,7 +100,6 @@ func (s *Spec) validate() []*Error {
 func (v *validator) unsupported() {
 	s := v.s
 	set := map[string]bool{
-		"deploy":    s.Deploy != nil,
 		"autoscale": s.Autoscale != nil,
 		"secrets":   s.Secrets != nil,
 	}

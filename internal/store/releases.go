@@ -44,6 +44,16 @@ type Release struct {
 	// Image is the ID of the container image the release runs, once
 	// resolved (SetReleaseImage); "" for process apps and before that.
 	Image string
+	// Strategy overrides the spec's deploy strategy for this release;
+	// "" keeps the spec's.
+	Strategy string
+	// Step is the rollout step in effect: the canary step, or 1 once a
+	// blue-green release took the traffic. StepAt is when its weights took
+	// effect, zero before (SetStep).
+	Step   int
+	StepAt time.Time
+	// Promoted is the step the user promoted past (Promote), -1 if none.
+	Promoted int
 }
 
 // NewRelease is what CreateRelease needs.
@@ -61,18 +71,22 @@ type NewRelease struct {
 	// unchanged (a new app starts with 1).
 	Replicas   *int
 	RollbackOf int
+	// Strategy overrides the spec's deploy strategy once; "" keeps it.
+	Strategy string
 }
 
-const releaseColumns = `app, number, spec, spec_file, artifact, replicas, status, message, rollback_of, created_at, finished_at, image`
+const releaseColumns = `app, number, spec, spec_file, artifact, replicas, status, message, rollback_of, created_at, finished_at, image, strategy, step, step_at, promoted`
 
 func scanRelease(row rowScanner) (Release, error) {
 	var r Release
 	var replicas sql.NullInt64
-	var created, finished int64
+	var created, finished, stepAt int64
 	var image sql.NullString
 	err := row.Scan(&r.App, &r.Number, &r.Spec, &r.SpecFile, &r.Artifact, &replicas,
-		&r.Status, &r.Message, &r.RollbackOf, &created, &finished, &image)
+		&r.Status, &r.Message, &r.RollbackOf, &created, &finished, &image,
+		&r.Strategy, &r.Step, &stepAt, &r.Promoted)
 	r.Image = image.String
+	r.StepAt = fromNanos(stepAt)
 	if replicas.Valid {
 		n := int(replicas.Int64)
 		r.Replicas = &n
@@ -172,6 +186,8 @@ func (s *Store) CreateRelease(ctx context.Context, nr NewRelease) (Release, erro
 			Status:     StatusPending,
 			RollbackOf: nr.RollbackOf,
 			CreatedAt:  t.now,
+			Strategy:   nr.Strategy,
+			Promoted:   -1,
 		}
 		if nr.Replicas != nil {
 			r := *nr.Replicas
@@ -188,9 +204,9 @@ func (s *Store) CreateRelease(ctx context.Context, nr NewRelease) (Release, erro
 		if spec == nil {
 			spec = []byte{} // the column is NOT NULL; an empty spec is still a spec
 		}
-		if _, err := t.ExecContext(ctx, `INSERT INTO releases (`+releaseColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+		if _, err := t.ExecContext(ctx, `INSERT INTO releases (`+releaseColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, 0, 0, -1)`,
 			rel.App, rel.Number, spec, rel.SpecFile, rel.Artifact, replicas,
-			rel.Status, rel.Message, rel.RollbackOf, now, 0); err != nil {
+			rel.Status, rel.Message, rel.RollbackOf, now, 0, rel.Strategy); err != nil {
 			return fmt.Errorf("insert release %d of app %q: %w", n, nr.App, err)
 		}
 

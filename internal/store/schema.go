@@ -84,6 +84,17 @@ CREATE INDEX tcp_ports_app ON tcp_ports(app, pos);
 	`
 ALTER TABLE releases ADD COLUMN image TEXT;
 `,
+	// 4: where a release's rollout stands. strategy overrides the spec's
+	// for this deploy ('' keeps it); step is the canary step in effect
+	// (or 1 once a blue-green release took traffic) and step_at when its
+	// weights took effect (0 before); promoted is the step the user
+	// promoted past with skiff promote (-1 none).
+	`
+ALTER TABLE releases ADD COLUMN strategy TEXT NOT NULL DEFAULT '';
+ALTER TABLE releases ADD COLUMN step INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE releases ADD COLUMN step_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE releases ADD COLUMN promoted INTEGER NOT NULL DEFAULT -1;
+`,
 }
 
 // migrate brings the database to the newest schema version, one transaction per step so
