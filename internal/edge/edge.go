@@ -225,6 +225,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			e.logRequest(r, start, id, rt, nil, http.StatusRequestEntityTooLarge, 0)
 			return
 		}
+		rt = rt.chooseHTTP(w, r)
 		b := rt.pick(nil)
 		if b == nil {
 			// Every backend of this table closed: if a newer table
@@ -323,6 +324,11 @@ func (e *Edge) resolveMetrics(t *table) {
 			for _, rt := range rs {
 				rt.metrics = e.metrics.forApp(rt.app)
 				apps[rt.app] = true
+				if rt.split != nil {
+					for _, g := range rt.split.groups {
+						g.rt.metrics = rt.metrics
+					}
+				}
 			}
 		}
 	}

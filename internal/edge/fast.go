@@ -142,6 +142,10 @@ func (s *FastServer) serve(ctx *fasthttp.RequestCtx) {
 			s.logRequest(ctx, start, id, host, path, rt, nil, fasthttp.StatusRequestEntityTooLarge, 0, 0)
 			return
 		}
+		var setCookie string
+		if rt.split != nil {
+			rt, setCookie = rt.choose(string(req.Header.Peek(ReleaseHeader)), string(req.Header.Cookie(rt.split.cookie)))
+		}
 		b := rt.pick(nil)
 		if b == nil {
 			if e.table.Load() != t {
@@ -156,7 +160,7 @@ func (s *FastServer) serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		if b.acquire() {
-			s.forward(ctx, &fastExchange{id: id, rt: rt, b: b, start: start, host: host, path: path})
+			s.forward(ctx, &fastExchange{id: id, rt: rt, b: b, start: start, host: host, path: path, setCookie: setCookie})
 			return
 		}
 	}

@@ -29,6 +29,9 @@ type fastExchange struct {
 	// it whole already.
 	body *requestBody
 	in   int64
+	// setCookie pins the client to its release of a split route ("" for
+	// none).
+	setCookie string
 }
 
 // fastClient is a backend's fasthttp connection pool. It lives in the
@@ -235,6 +238,9 @@ func (s *FastServer) forward(ctx *fasthttp.RequestCtx, ex *fastExchange) {
 	h.ResetConnectionClose()
 	h.Del(requestIDHeader)
 	h.Set(requestIDHeader, ex.id)
+	if ex.setCookie != "" {
+		h.Add("Set-Cookie", ex.setCookie)
+	}
 	if clientClose {
 		ctx.SetConnectionClose()
 	}

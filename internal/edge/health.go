@@ -49,6 +49,7 @@ func (b *backend) latencyEWMA() time.Duration {
 
 // observe records a response with status received after d.
 func (b *backend) observe(d time.Duration, status int) {
+	b.stats.answered(d, status)
 	h := &b.health
 	for {
 		old := h.latency.Load()
@@ -79,6 +80,7 @@ func (b *backend) observe(d time.Duration, status int) {
 // failed records a request that got no response: connect says whether
 // the connection could not even be made.
 func (b *backend) failed(connect bool) {
+	b.stats.unanswered()
 	h := &b.health
 	if connect {
 		if h.connectFails.Add(1) >= connectFailLimit {

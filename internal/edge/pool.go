@@ -37,6 +37,8 @@ type backend struct {
 	// health is the passive health state: failures seen by requests,
 	// and the ejection they led to.
 	health health
+	// stats are the backend's request figures, for rollout analysis.
+	stats stats
 
 	// transport is the backend's own, so that its idle connections can be
 	// closed without touching any other backend's.

@@ -39,6 +39,15 @@ type Route struct {
 	// MaxBody is the largest request body accepted, in bytes; a larger
 	// one is answered 413. 0 means no limit.
 	MaxBody int64
+	// Releases, when set, splits the route's requests between releases
+	// by weight before balancing over the chosen release's backends (see
+	// split). Backends of releases it does not list get no requests. Nil
+	// balances over every backend by its own Weight.
+	Releases []ReleaseWeight
+	// Sticky pins each client of a split route to its share with a
+	// cookie, so it does not flip between releases from one request to
+	// the next while the weights stay or grow.
+	Sticky bool
 }
 
 // Balancing policies of a Route.

@@ -39,6 +39,9 @@ type route struct {
 	// metrics are the app's metric series, resolved when the snapshot is
 	// applied so that a request only adds to them.
 	metrics *appMetrics
+	// split, when set, sends each request to the route of one release
+	// (choose) before a backend is picked.
+	split *split
 }
 
 // target is a backend as one route sees it: its weight can change from
@@ -140,6 +143,9 @@ func compileRoute(index int, r Route, host, prefix string, resolve func(Backend)
 		ids[sb.ID] = true
 		w := min(max(int64(sb.Weight), 1), maxWeight)
 		rt.targets = append(rt.targets, target{b: resolve(sb), weight: w})
+	}
+	if len(r.Releases) > 0 {
+		compileSplit(rt, r.Releases, r.Sticky)
 	}
 	return rt, problems
 }
