@@ -15,21 +15,23 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/skiff-sh/skiff/internal/artifact"
 	"github.com/skiff-sh/skiff/internal/edge"
 	"github.com/skiff-sh/skiff/internal/instance"
+	"github.com/skiff-sh/skiff/internal/spec"
 	"github.com/skiff-sh/skiff/internal/store"
 )
 
 // Edge is what the controller needs of the edge: take a route snapshot,
-// and drain a backend that left it.
+// drain a backend that left it, and report backends' request figures for
+// rollout analysis.
 type Edge interface {
 	Apply(s *edge.Snapshot)
 	Drain(ctx context.Context, backendID string) error
+	Stats(backendIDs []string) edge.Stats
 }
 
 // LogStore forgets a destroyed app's logs.
@@ -67,9 +69,9 @@ type Controller struct {
 	queue  *queue
 	routes *routeTable
 
-	mu       sync.Mutex
-	progress map[string]progressMark // "app/release"
-	images   imageState
+	mu     sync.Mutex
+	tracks map[string]*track // "app/release"
+	images imageState
 }
 
 // New builds a Controller; Run starts it.
@@ -87,11 +89,11 @@ func New(cfg Config) *Controller {
 		cfg.Workers = 4
 	}
 	return &Controller{
-		cfg:      cfg,
-		log:      cfg.Logger.With("component", "controller"),
-		queue:    newQueue(),
-		routes:   newRouteTable(cfg.Edge),
-		progress: map[string]progressMark{},
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "controller"),
+		queue:  newQueue(),
+		routes: newRouteTable(cfg.Edge),
+		tracks: map[string]*track{},
 	}
 }
 
@@ -132,8 +134,12 @@ func (c *Controller) Prime(ctx context.Context, wait time.Duration) error {
 					starting = starting || in.State == instance.Starting
 				}
 			}
+			r, err := c.plan(ctx, a, sets)
+			if err != nil {
+				return err
+			}
 			c.routes.setPorts(a.Name, a.TCP)
-			c.routes.set(a.Name, a.Hosts, sets)
+			c.routes.set(a.Name, r.routing(), sets)
 		}
 		if !starting || time.Now().After(deadline) {
 			break
@@ -197,32 +203,51 @@ func (c *Controller) sync(ctx context.Context, app string) error {
 	if err != nil {
 		return fmt.Errorf("observe app %s: %w", app, err)
 	}
+	r, err := c.plan(ctx, a, sets)
+	if err != nil {
+		return err
+	}
+	// Routes first: the step below acts on what the edge serves now.
 	c.routes.setPorts(app, a.TCP)
-	c.routes.set(app, a.Hosts, sets)
+	c.routes.set(app, r.routing(), sets)
 	c.routes.publish()
 
-	r := &rollout{c: c, app: a, sets: sets}
-	if a.Target != 0 {
-		rel, err := c.cfg.Store.Release(ctx, app, a.Target)
-		if err != nil {
-			return fmt.Errorf("load release %d of %s: %w", a.Target, app, err)
-		}
-		tmpl, health, err := c.template(ctx, rel)
+	if r.rel != nil {
+		tmpl, health, err := c.template(ctx, *r.rel)
 		if err != nil && ctx.Err() != nil {
 			return err // shutting down, not a bad release
 		}
 		if err != nil {
 			// A release whose spec or artifact cannot be used never will be.
-			return c.cfg.Store.FinishRelease(ctx, app, rel.Number, "failed", err.Error())
+			return c.cfg.Store.FinishRelease(ctx, app, r.rel.Number, "failed", err.Error())
 		}
-		r.rel, r.tmpl, r.readyTimeout = &rel, tmpl, health
+		r.tmpl, r.readyTimeout = tmpl, health
 	}
 	return r.step(ctx)
 }
 
+// plan loads app's target release and its spec, and returns the rollout
+// they make with sets.
+func (c *Controller) plan(ctx context.Context, a store.App, sets []instance.Set) (*rollout, error) {
+	if a.Target == 0 {
+		return newRollout(c, a, sets, nil, nil), nil
+	}
+	rel, err := c.cfg.Store.Release(ctx, a.Name, a.Target)
+	if err != nil {
+		return nil, fmt.Errorf("load release %d of %s: %w", a.Target, a.Name, err)
+	}
+	sp, err := spec.Parse(rel.SpecFile, rel.Spec)
+	if err != nil {
+		// template reports it and fails the release; route it plainly
+		// meanwhile.
+		return newRollout(c, a, sets, &rel, nil), nil
+	}
+	return newRollout(c, a, sets, &rel, sp), nil
+}
+
 // retire takes one instance out of service safely: no new requests, the
 // running ones finish, then it is stopped.
-func (c *Controller) retire(ctx context.Context, app string, hosts []string, in instance.Instance) error {
+func (c *Controller) retire(ctx context.Context, app string, in instance.Instance) error {
 	log := c.log.With("app", app, "instance", in.ID)
 	if err := c.cfg.Runtime.MarkDraining(ctx, app, in.ID); err != nil {
 		return fmt.Errorf("drain instance %s: %w", in.ID, err)
@@ -231,7 +256,7 @@ func (c *Controller) retire(ctx context.Context, app string, hosts []string, in 
 	if err != nil {
 		return fmt.Errorf("observe app %s: %w", app, err)
 	}
-	c.routes.set(app, hosts, sets)
+	c.routes.refresh(app, sets)
 	c.routes.publish()
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DrainTimeout)
 	err = c.cfg.Edge.Drain(dctx, in.ID)
@@ -288,25 +313,4 @@ func (c *Controller) teardown(ctx context.Context, app string, purge bool) error
 		}
 	}
 	return nil
-}
-
-// moved records how far a release's deploy has come and returns when it
-// last moved on: a deploy fails when it stands still too long, not when it
-// is merely long.
-func (c *Controller) moved(app string, rel, ready int) time.Time {
-	key := app + "/" + strconv.Itoa(rel)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p, ok := c.progress[key]
-	if !ok || ready > p.ready {
-		p = progressMark{ready: ready, at: time.Now()}
-		c.progress[key] = p
-	}
-	return p.at
-}
-
-// progressMark is the most instances of a release seen ready, and when.
-type progressMark struct {
-	ready int
-	at    time.Time
 }

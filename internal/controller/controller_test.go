@@ -250,6 +250,7 @@ type fakeEdge struct {
 
 	mu    sync.Mutex
 	snaps []*edge.Snapshot
+	stats map[string]edge.Stats
 }
 
 var _ Edge = (*fakeEdge)(nil)
@@ -274,6 +275,31 @@ func (e *fakeEdge) Apply(s *edge.Snapshot) {
 func (e *fakeEdge) Drain(ctx context.Context, id string) error {
 	e.log.add(entry{kind: "drain", id: id})
 	return nil
+}
+
+// Stats sums the figures setStats gave each backend.
+func (e *fakeEdge) Stats(ids []string) edge.Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var sum edge.Stats
+	for _, id := range ids {
+		sum = sum.Add(e.stats[id])
+	}
+	return sum
+}
+
+// addStats adds requests answered in d, errors of them 5xx, to backend
+// id's figures.
+func (e *fakeEdge) addStats(id string, requests, errors int64, d time.Duration) {
+	var s edge.Stats
+	s.Requests, s.Errors = requests, errors
+	s.Latency[edge.LatencyBucket(d)] = requests
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stats == nil {
+		e.stats = map[string]edge.Stats{}
+	}
+	e.stats[id] = e.stats[id].Add(s)
 }
 
 func (e *fakeEdge) applied() []*edge.Snapshot {

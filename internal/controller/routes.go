@@ -19,8 +19,11 @@ type routeTable struct {
 
 	mu   sync.Mutex
 	apps map[string][]edge.Route
-	gen  uint64
-	last []edge.Route
+	// routing is how each app was last asked to be routed, so that a
+	// change of its instances alone (refresh) keeps it.
+	routing map[string]routing
+	gen     uint64
+	last    []edge.Route
 	// ports are each app's forwarded TCP ports as the store last said;
 	// tcp are the TCP routes built from them.
 	ports   map[string][]store.TCPPort
@@ -29,7 +32,7 @@ type routeTable struct {
 }
 
 func newRouteTable(e Edge) *routeTable {
-	return &routeTable{edge: e, apps: map[string][]edge.Route{},
+	return &routeTable{edge: e, apps: map[string][]edge.Route{}, routing: map[string]routing{},
 		ports: map[string][]store.TCPPort{}, tcp: map[string][]edge.TCPRoute{}}
 }
 
@@ -40,30 +43,75 @@ func (t *routeTable) setPorts(app string, ports []store.TCPPort) {
 	t.mu.Unlock()
 }
 
-// set records app's routes: every host to the ready instances of every
-// set, draining ones excluded.
-func (t *routeTable) set(app string, hosts []string, sets []instance.Set) {
-	var backends []edge.Backend
+// routing is how an app's requests are to be routed.
+type routing struct {
+	hosts []string
+	// weights maps a release to its share of the requests; nil sends
+	// them to every ready instance alike. A release it does not list gets
+	// none.
+	weights map[int]int
+	// sticky pins clients to their release while weights split them.
+	sticky bool
+	// preview maps extra hosts to the one release each reaches.
+	preview map[string]int
+	// From the spec's http block.
+	balance string
+	maxBody int64
+	h2c     bool
+}
+
+// set records app's routes: every host to the ready instances of its
+// sets (draining ones excluded), split by r's weights.
+func (t *routeTable) set(app string, r routing, sets []instance.Set) {
+	byRelease := map[int][]edge.Backend{}
+	var all []edge.Backend
 	for _, set := range sets {
 		for _, in := range set.Instances {
 			if in.State == instance.Ready {
-				backends = append(backends, edge.Backend{ID: in.ID, Addr: in.Endpoint, Release: in.Release, Weight: 1})
+				b := edge.Backend{ID: in.ID, Addr: in.Endpoint, Release: in.Release, Weight: 1, H2C: r.h2c}
+				byRelease[in.Release] = append(byRelease[in.Release], b)
+				all = append(all, b)
 			}
 		}
 	}
-	routes := make([]edge.Route, 0, len(hosts))
-	for _, h := range hosts {
-		routes = append(routes, edge.Route{Host: h, App: app, Backends: backends})
+	route := func(host string, backends []edge.Backend) edge.Route {
+		return edge.Route{Host: host, App: app, Backends: backends, Balance: r.balance, MaxBody: r.maxBody}
+	}
+	var split []edge.ReleaseWeight
+	if r.weights != nil {
+		for rel, w := range r.weights {
+			split = append(split, edge.ReleaseWeight{Release: rel, Weight: w})
+		}
+		slices.SortFunc(split, func(a, b edge.ReleaseWeight) int { return cmp.Compare(a.Release, b.Release) })
+	}
+	routes := make([]edge.Route, 0, len(r.hosts)+len(r.preview))
+	for _, h := range r.hosts {
+		rt := route(h, all)
+		rt.Releases, rt.Sticky = split, r.sticky && len(split) > 1
+		routes = append(routes, rt)
+	}
+	for h, rel := range r.preview {
+		routes = append(routes, route(h, byRelease[rel]))
 	}
 	t.mu.Lock()
 	t.apps[app] = routes
-	t.tcp[app] = tcpRoutes(app, t.ports[app], sets)
+	t.routing[app] = r
+	t.tcp[app] = tcpRoutes(app, t.ports[app], sets, r.weights)
 	t.mu.Unlock()
+}
+
+// refresh routes app's instances as sets says, the way it was last set.
+func (t *routeTable) refresh(app string, sets []instance.Set) {
+	t.mu.Lock()
+	r := t.routing[app]
+	t.mu.Unlock()
+	t.set(app, r, sets)
 }
 
 func (t *routeTable) remove(app string) {
 	t.mu.Lock()
 	delete(t.apps, app)
+	delete(t.routing, app)
 	delete(t.ports, app)
 	delete(t.tcp, app)
 	t.mu.Unlock()
@@ -109,7 +157,8 @@ func (t *routeTable) publish() {
 }
 
 func sameRoute(a, b edge.Route) bool {
-	return a.Host == b.Host && a.PathPrefix == b.PathPrefix && a.App == b.App && slices.Equal(a.Backends, b.Backends)
+	return a.Host == b.Host && a.PathPrefix == b.PathPrefix && a.App == b.App && slices.Equal(a.Backends, b.Backends) &&
+		slices.Equal(a.Releases, b.Releases) && a.Sticky == b.Sticky && a.Balance == b.Balance && a.MaxBody == b.MaxBody
 }
 
 func sameTCPRoute(a, b edge.TCPRoute) bool {
@@ -120,14 +169,15 @@ func sameTCPRoute(a, b edge.TCPRoute) bool {
 // at the address of the port's target: the instance's endpoint for the
 // app's own port, or the address its runtime published for another one.
 // An instance that published no address for a target gets none of its
-// connections.
-func tcpRoutes(app string, ports []store.TCPPort, sets []instance.Set) []edge.TCPRoute {
+// connections, and so does one of a release weights gives no share (when
+// weights split the app's traffic).
+func tcpRoutes(app string, ports []store.TCPPort, sets []instance.Set, weights map[int]int) []edge.TCPRoute {
 	routes := make([]edge.TCPRoute, 0, len(ports))
 	for _, p := range ports {
 		r := edge.TCPRoute{Port: p.Port, SNI: p.SNI, App: app}
 		for _, set := range sets {
 			for _, in := range set.Instances {
-				if in.State != instance.Ready {
+				if in.State != instance.Ready || weights != nil && weights[in.Release] == 0 {
 					continue
 				}
 				addr := in.Endpoint

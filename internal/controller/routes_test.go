@@ -22,7 +22,7 @@ func TestRouteTableReadyOnly(t *testing.T) {
 			in("4", 2, instance.Starting), in("5", 2, instance.Ready), in("6", 2, instance.CrashLoop), in("7", 2, instance.Gone),
 		}},
 	}
-	rt.set("hello", []string{"hello.apps.test", "www.example.com"}, sets)
+	rt.set("hello", routing{hosts: []string{"hello.apps.test", "www.example.com"}}, sets)
 	rt.publish()
 
 	s := e.last()
@@ -77,8 +77,8 @@ func TestRouteTablePublish(t *testing.T) {
 		t.Fatalf("publishing the same table applied %v", got)
 	}
 
-	rt.set("zeta", []string{"zeta.apps.test"}, []instance.Set{ready("zeta", "z1")})
-	rt.set("alpha", []string{"www.alpha.test", "alpha.apps.test"}, []instance.Set{ready("alpha", "a1")})
+	rt.set("zeta", routing{hosts: []string{"zeta.apps.test"}}, []instance.Set{ready("zeta", "z1")})
+	rt.set("alpha", routing{hosts: []string{"www.alpha.test", "alpha.apps.test"}}, []instance.Set{ready("alpha", "a1")})
 	rt.publish()
 	if got := gens(); !slices.Equal(got, []uint64{1, 2}) {
 		t.Fatalf("generations = %v, want [1 2]", got)
@@ -88,7 +88,7 @@ func TestRouteTablePublish(t *testing.T) {
 	}
 
 	// Setting the same observations again changes nothing.
-	rt.set("alpha", []string{"www.alpha.test", "alpha.apps.test"}, []instance.Set{ready("alpha", "a1")})
+	rt.set("alpha", routing{hosts: []string{"www.alpha.test", "alpha.apps.test"}}, []instance.Set{ready("alpha", "a1")})
 	rt.publish()
 	if got := gens(); !slices.Equal(got, []uint64{1, 2}) {
 		t.Errorf("identical routes applied again: generations %v", got)
@@ -97,7 +97,7 @@ func TestRouteTablePublish(t *testing.T) {
 	// A draining instance leaves the routes.
 	draining := ready("alpha", "a1")
 	draining.Instances[0].State = instance.Draining
-	rt.set("alpha", []string{"www.alpha.test", "alpha.apps.test"}, []instance.Set{draining})
+	rt.set("alpha", routing{hosts: []string{"www.alpha.test", "alpha.apps.test"}}, []instance.Set{draining})
 	rt.publish()
 	if got := gens(); !slices.Equal(got, []uint64{1, 2, 3}) {
 		t.Fatalf("generations = %v, want [1 2 3]", got)
@@ -122,7 +122,7 @@ func TestRouteTablePublish(t *testing.T) {
 	// A changed address is a change, though the ids are the same.
 	moved := ready("zeta", "z1")
 	moved.Instances[0].Endpoint = "127.0.0.1:10"
-	rt.set("zeta", []string{"zeta.apps.test"}, []instance.Set{moved})
+	rt.set("zeta", routing{hosts: []string{"zeta.apps.test"}}, []instance.Set{moved})
 	rt.publish()
 	if got := gens(); !slices.Equal(got, []uint64{1, 2, 3, 4, 5}) {
 		t.Errorf("generations = %v after an address change, want a new one", got)

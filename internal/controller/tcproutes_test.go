@@ -27,7 +27,7 @@ func TestRouteTableTCP(t *testing.T) {
 		{Port: 25565, Target: 25565, SRV: "minecraft"},
 		{Port: 443, SNI: "game.example.com"},
 	})
-	rt.set("game", []string{"game.apps.test"}, sets)
+	rt.set("game", routing{hosts: []string{"game.apps.test"}}, sets)
 	rt.publish()
 
 	s := e.last()
@@ -50,14 +50,14 @@ func TestRouteTableTCP(t *testing.T) {
 	}
 
 	// Nothing changed: nothing published.
-	rt.set("game", []string{"game.apps.test"}, sets)
+	rt.set("game", routing{hosts: []string{"game.apps.test"}}, sets)
 	rt.publish()
 	if n := len(e.applied()); n != 1 {
 		t.Fatalf("%d snapshots after an unchanged set, want 1", n)
 	}
 	// A port change alone is published.
 	rt.setPorts("game", []store.TCPPort{{Port: 25566}})
-	rt.set("game", []string{"game.apps.test"}, sets)
+	rt.set("game", routing{hosts: []string{"game.apps.test"}}, sets)
 	rt.publish()
 	if s := e.last(); s.Generation != 2 || len(s.TCP) != 1 || s.TCP[0].Port != 25566 {
 		t.Fatalf("after a port change: %+v", s)

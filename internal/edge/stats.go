@@ -132,3 +132,7 @@ func (e *Edge) Stats(ids []string) Stats {
 	}
 	return sum
 }
+
+// LatencyBucket is the index in Stats.Latency that counts an answer
+// after d, for callers that build Stats themselves (tests).
+func LatencyBucket(d time.Duration) int { return latencyBucket(d) }

@@ -386,6 +386,12 @@ func (s *Store) Releases(ctx context.Context, app string) ([]Release, error) {
 // longer pending is left alone and nil returned, so a controller may repeat
 // the call. It appends a "release.complete" or "release.failed" event.
 func (s *Store) FinishRelease(ctx context.Context, app string, n int, status, message string) error {
+	return s.FinishReleaseWith(ctx, app, n, status, message, nil)
+}
+
+// FinishReleaseWith is FinishRelease with data for its event, such as the
+// figures a failed rollout analysis saw.
+func (s *Store) FinishReleaseWith(ctx context.Context, app string, n int, status, message string, data map[string]any) error {
 	if status != StatusComplete && status != StatusFailed {
 		return fmt.Errorf("finish release %d of app %q: status must be %q or %q, not %q",
 			n, app, StatusComplete, StatusFailed, status)
@@ -413,7 +419,7 @@ func (s *Store) FinishRelease(ctx context.Context, app string, n int, status, me
 		if _, err := t.ExecContext(ctx, q, n, now, app); err != nil {
 			return fmt.Errorf("finish release %d of app %q: update app: %w", n, app, err)
 		}
-		_, err = t.addEvent(ctx, Event{App: app, Release: n, Kind: "release." + status, Message: message})
+		_, err = t.addEvent(ctx, Event{App: app, Release: n, Kind: "release." + status, Message: message, Data: data})
 		return err
 	})
 }
