@@ -20,6 +20,7 @@ import (
 	"github.com/skiff-sh/skiff/internal/api"
 	"github.com/skiff-sh/skiff/internal/artifact"
 	"github.com/skiff-sh/skiff/internal/client"
+	"github.com/skiff-sh/skiff/internal/controller"
 	"github.com/skiff-sh/skiff/internal/instance"
 	"github.com/skiff-sh/skiff/internal/logs"
 	"github.com/skiff-sh/skiff/internal/store"
@@ -32,6 +33,10 @@ const testToken = "s3cret-token-for-tests"
 type fakeObserver struct {
 	mu   sync.Mutex
 	sets map[string][]instance.Set
+}
+
+func (o *fakeObserver) RolloutStatus(ctx context.Context, app string) (controller.RolloutStatus, error) {
+	return controller.RolloutStatus{App: app, Status: "pending", Strategy: "canary"}, nil
 }
 
 func (o *fakeObserver) Sets(ctx context.Context, app string) ([]instance.Set, error) {

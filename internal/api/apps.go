@@ -222,6 +222,9 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 	rel, err := s.cfg.Store.CreateRelease(r.Context(), store.NewRelease{
 		App: a.Name, SpecFile: from.SpecFile, Spec: from.Spec, Artifact: from.Artifact,
 		Hosts: s.hostsOf(sp), TCP: tcpClaims(sp), RollbackOf: from.Number,
+		// Back to known-good bits at once: a rolling update keeps the
+		// readiness gate and the drain, without a canary's pauses.
+		Strategy: spec.Rolling,
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -231,8 +234,9 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, releaseView(rel, false))
 }
 
-// rollbackSource picks the release to copy: the one asked for, or the
-// newest completed release before the one serving now.
+// rollbackSource picks the release to copy: the one asked for; during a
+// rollout, the stable release; otherwise the newest completed release
+// before the one serving now.
 func rollbackSource(a store.App, rels []store.Release, to int) (store.Release, error) {
 	if to != 0 {
 		for _, rel := range rels {
@@ -243,6 +247,9 @@ func rollbackSource(a store.App, rels []store.Release, to int) (store.Release, e
 		return store.Release{}, &Error{Code: CodeNotFound, Message: fmt.Sprintf("app %q has no release %d; `skiff releases %s` lists them", a.Name, to, a.Name)}
 	}
 	for _, rel := range rels { // newest first
+		if a.Target != a.Stable && rel.Number == a.Stable {
+			return rel, nil
+		}
 		if rel.Status == "complete" && rel.Number < a.Stable {
 			return rel, nil
 		}
@@ -255,6 +262,12 @@ func releaseView(rel store.Release, withSpec bool) Release {
 	v := Release{
 		App: rel.App, Number: rel.Number, Status: rel.Status, Message: rel.Message,
 		Artifact: rel.Artifact, RollbackOf: rel.RollbackOf, Created: rel.CreatedAt, Finished: rel.FinishedAt,
+		Strategy: rel.Strategy,
+	}
+	if v.Strategy == "" {
+		if sp, err := spec.Parse(rel.SpecFile, rel.Spec); err == nil {
+			v.Strategy = sp.Rollout("").Strategy
+		}
 	}
 	if withSpec {
 		v.Spec = string(rel.Spec)

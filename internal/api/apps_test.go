@@ -118,7 +118,7 @@ func TestRollback(t *testing.T) {
 	}{
 		{"to the release before stable", []string{complete, complete}, 0, 1},
 		{"skips failed releases", []string{complete, failed, complete}, 0, 1},
-		{"from a pending deploy", []string{complete, complete, pending}, 0, 1},
+		{"from a pending deploy back to stable", []string{complete, complete, pending}, 0, 2},
 		{"after a failed deploy", []string{complete, complete, failed}, 0, 1},
 		{"to a named release", []string{complete, complete, complete}, 1, 1},
 		{"to a failed release when named", []string{complete, failed, complete}, 2, 2},

@@ -27,6 +27,11 @@ const maxSpecBytes = 1 << 20
 // the spec is valid, and a release exists only once its artifact is durable.
 func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxUpload+maxSpecBytes+64<<10)
+	strategy, err := strategyParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	mr, err := r.MultipartReader()
 	if err != nil {
 		s.fail(w, r, badRequest("a deploy is a multipart/form-data upload with parts \"spec\" and \"artifact\": "+err.Error()))
@@ -81,7 +86,7 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	nr := store.NewRelease{App: sp.Name, SpecFile: specFile, Spec: specData, Artifact: digest, Hosts: hosts, TCP: ports}
+	nr := store.NewRelease{App: sp.Name, SpecFile: specFile, Spec: specData, Artifact: digest, Hosts: hosts, TCP: ports, Strategy: strategy}
 	if sp.Replicas != nil && (prev == nil || prev.Replicas == nil || *prev.Replicas != *sp.Replicas) {
 		nr.Replicas = sp.Replicas
 	}

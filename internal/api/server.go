@@ -16,14 +16,17 @@ import (
 	"strings"
 
 	"github.com/skiff-sh/skiff/internal/artifact"
+	"github.com/skiff-sh/skiff/internal/controller"
 	"github.com/skiff-sh/skiff/internal/instance"
 	"github.com/skiff-sh/skiff/internal/logs"
 	"github.com/skiff-sh/skiff/internal/store"
 )
 
-// Observer reports the instance sets that run for an app.
+// Observer reports what runs for an app: its instance sets and where its
+// latest rollout stands.
 type Observer interface {
 	Sets(ctx context.Context, app string) ([]instance.Set, error)
+	RolloutStatus(ctx context.Context, app string) (controller.RolloutStatus, error)
 }
 
 // LogReader reads an app's collected logs.
@@ -87,6 +90,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/apps/{app}/releases/{n}", s.getRelease)
 	s.mux.HandleFunc("POST /v1/apps/{app}/rollback", s.rollback)
 	s.mux.HandleFunc("POST /v1/apps/{app}/scale", s.scale)
+	s.mux.HandleFunc("POST /v1/apps/{app}/promote", s.promote)
+	s.mux.HandleFunc("POST /v1/apps/{app}/abort", s.abort)
+	s.mux.HandleFunc("GET /v1/apps/{app}/rollout", s.rolloutStatus)
 	s.mux.HandleFunc("GET /v1/apps/{app}/logs", s.appLogs)
 	s.mux.HandleFunc("GET /v1/events", s.events)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

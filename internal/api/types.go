@@ -3,6 +3,7 @@ package api
 import (
 	"time"
 
+	"github.com/skiff-sh/skiff/internal/controller"
 	"github.com/skiff-sh/skiff/internal/instance"
 )
 
@@ -68,15 +69,18 @@ type AppStatus struct {
 
 // Release is one immutable revision of an app.
 type Release struct {
-	App        string    `json:"app"`
-	Number     int       `json:"number"`
-	Status     string    `json:"status"`
-	Message    string    `json:"message,omitempty"`
-	Artifact   string    `json:"artifact,omitempty"`
-	RollbackOf int       `json:"rollback_of,omitempty"`
-	Created    time.Time `json:"created_at"`
-	Finished   time.Time `json:"finished_at,omitzero"`
-	Spec       string    `json:"spec,omitempty"`
+	App        string `json:"app"`
+	Number     int    `json:"number"`
+	Status     string `json:"status"`
+	Message    string `json:"message,omitempty"`
+	Artifact   string `json:"artifact,omitempty"`
+	RollbackOf int    `json:"rollback_of,omitempty"`
+	// Strategy is how the release was deployed: rolling, blue-green or
+	// canary.
+	Strategy string    `json:"strategy,omitempty"`
+	Created  time.Time `json:"created_at"`
+	Finished time.Time `json:"finished_at,omitzero"`
+	Spec     string    `json:"spec,omitempty"`
 }
 
 // Event is one entry of the event log.
@@ -102,6 +106,10 @@ type LogLine struct {
 type ScaleRequest struct {
 	Replicas *int `json:"replicas"`
 }
+
+// RolloutStatus is GET /v1/apps/{app}/rollout: where the app's latest
+// rollout stands.
+type RolloutStatus = controller.RolloutStatus
 
 // RollbackRequest is the body of POST /v1/apps/{app}/rollback.
 type RollbackRequest struct {

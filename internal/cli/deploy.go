@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,19 +23,25 @@ import (
 const maxPack = 1 << 30
 
 func newDeployCmd(g *globals) *cobra.Command {
-	var file string
+	var file, strategy string
 	var wait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "deploy [-f skiff.yaml] [--wait]",
+		Use:   "deploy [-f skiff.yaml] [--wait] [--strategy rolling|blue-green|canary]",
 		Short: "Upload the app's directory and spec as a new release",
 		Long: `Deploy validates skiff.yaml, packs the directory it is in (minus files
 matched by .skiffignore) and uploads both as a new release. The server runs
 the release's command in its own copy of those files, so a rollback runs
 exactly the old files. With --wait it follows the deploy until the new
-release serves all traffic and the old one is stopped, or until it fails.`,
+release serves all traffic and the old one is stopped (exit 0), until it
+fails or is aborted (exit 1), or until it waits at a manual gate for
+skiff promote (exit 0). --strategy replaces the spec's deploy strategy for
+this deploy only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if strategy != "" && !slices.Contains(spec.Strategies, strategy) {
+				return fmt.Errorf("--strategy %q: use one of %s", strategy, strings.Join(spec.Strategies, ", "))
+			}
 			sp, data, err := spec.LoadFile(file)
 			if err != nil {
 				return err
@@ -49,7 +57,7 @@ release serves all traffic and the old one is stopped, or until it fails.`,
 			defer os.Remove(archive.Name())
 			defer archive.Close()
 			// The file name as typed, so the server's errors point at it.
-			rel, err := c.Deploy(cmd.Context(), file, data, archive)
+			rel, err := c.DeployWith(cmd.Context(), file, data, archive, strategy)
 			if err != nil {
 				return err
 			}
@@ -66,6 +74,8 @@ release serves all traffic and the old one is stopped, or until it fails.`,
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "skiff.yaml", "the app's spec; its directory is uploaded")
 	cmd.Flags().BoolVar(&wait, "wait", false, "follow the deploy until it is done or failed")
+	cmd.Flags().StringVar(&strategy, "strategy", "", "deploy strategy for this deploy only: rolling, blue-green or canary (default: the spec's)")
+	cmd.RegisterFlagCompletionFunc("strategy", cobra.FixedCompletions(spec.Strategies, cobra.ShellCompDirectiveNoFileComp))
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "with --wait, give up after this long")
 	return cmd
 }
@@ -93,12 +103,19 @@ func pack(dir string) (*os.File, error) {
 // errStopFollowing ends an event stream once the outcome is known.
 var errStopFollowing = errors.New("stop following")
 
-// waitRelease prints the deploy's events until its release completes
-// (nil), fails or is superseded (an error saying why).
+// waitRelease prints the deploy's events until its release completes or
+// stops at a manual gate (nil), fails or is superseded (an error saying
+// why).
 func waitRelease(ctx context.Context, c *client.Client, out io.Writer, rel api.Release, timeout time.Duration) error {
+	return followRelease(ctx, c, out, rel, 0, timeout)
+}
+
+// followRelease is waitRelease for the events after the one with ID
+// after, or with after 0 for those after the release's creation.
+func followRelease(ctx context.Context, c *client.Client, out io.Writer, rel api.Release, after int64, timeout time.Duration) error {
 	var outcome error
-	seen := false
-	err := c.Events(ctx, client.EventQuery{App: rel.App, Follow: true}, func(e api.Event) error {
+	seen := after > 0
+	err := c.Events(ctx, client.EventQuery{App: rel.App, Follow: true, After: after}, func(e api.Event) error {
 		if !seen {
 			// Skip history up to this release's creation.
 			seen = e.Kind == "release.created" && e.Release == rel.Number
@@ -106,7 +123,7 @@ func waitRelease(ctx context.Context, c *client.Client, out io.Writer, rel api.R
 		}
 		fmt.Fprintf(out, "%s  %s\n", e.Time.Local().Format("15:04:05"), e.Message)
 		switch {
-		case e.Release == rel.Number && e.Kind == "release.complete":
+		case e.Release == rel.Number && (e.Kind == "release.complete" || e.Kind == "release.paused"):
 			return errStopFollowing
 		case e.Release == rel.Number && e.Kind == "release.failed":
 			outcome = fmt.Errorf("deploy of release %d failed: %s", rel.Number, e.Message)

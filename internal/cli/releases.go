@@ -28,10 +28,10 @@ func newReleasesCmd(g *globals) *cobra.Command {
 
 func printReleases(w io.Writer, rels []api.Release) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RELEASE\tSTATUS\tCREATED\tARTIFACT\tMESSAGE")
+	fmt.Fprintln(tw, "RELEASE\tSTATUS\tSTRATEGY\tCREATED\tARTIFACT\tMESSAGE")
 	for _, r := range rels {
 		msg, _, _ := strings.Cut(r.Message, "\n")
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.12s\t%s\n", r.Number, r.Status, r.Created.Local().Format("2006-01-02 15:04:05"), r.Artifact, msg)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.12s\t%s\n", r.Number, r.Status, r.Strategy, r.Created.Local().Format("2006-01-02 15:04:05"), r.Artifact, msg)
 	}
 	return tw.Flush()
 }

@@ -145,6 +145,12 @@ func (c *Client) Release(ctx context.Context, app string, n int) (api.Release, e
 
 // Deploy uploads a spec and the app's packed directory as a new release.
 func (c *Client) Deploy(ctx context.Context, specFile string, spec []byte, artifact io.Reader) (api.Release, error) {
+	return c.DeployWith(ctx, specFile, spec, artifact, "")
+}
+
+// DeployWith is Deploy with the spec's deploy strategy replaced by
+// strategy for this release ("" keeps it).
+func (c *Client) DeployWith(ctx context.Context, specFile string, spec []byte, artifact io.Reader, strategy string) (api.Release, error) {
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() {
@@ -167,7 +173,11 @@ func (c *Client) Deploy(ctx context.Context, specFile string, spec []byte, artif
 		}()
 		pw.CloseWithError(err)
 	}()
-	resp, err := c.do(ctx, http.MethodPost, "/v1/releases", pr, mw.FormDataContentType())
+	path := "/v1/releases"
+	if strategy != "" {
+		path += "?strategy=" + url.QueryEscape(strategy)
+	}
+	resp, err := c.do(ctx, http.MethodPost, path, pr, mw.FormDataContentType())
 	pr.Close()
 	if err != nil {
 		return api.Release{}, err
@@ -181,6 +191,26 @@ func (c *Client) Deploy(ctx context.Context, specFile string, spec []byte, artif
 func (c *Client) Rollback(ctx context.Context, app string, to int) (api.Release, error) {
 	var out api.Release
 	return out, c.call(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/rollback", api.RollbackRequest{To: to}, &out)
+}
+
+// Promote lets the app's rollout go past its current pause or gate; with
+// all, to the end at once.
+func (c *Client) Promote(ctx context.Context, app string, all bool) (api.Release, error) {
+	var out api.Release
+	return out, c.call(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/promote", api.PromoteRequest{All: all}, &out)
+}
+
+// Abort ends the app's rollout in progress; the stable release takes all
+// traffic back.
+func (c *Client) Abort(ctx context.Context, app string) (api.Release, error) {
+	var out api.Release
+	return out, c.call(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/abort", nil, &out)
+}
+
+// Rollout reports where the app's latest rollout stands.
+func (c *Client) Rollout(ctx context.Context, app string) (api.RolloutStatus, error) {
+	var out api.RolloutStatus
+	return out, c.call(ctx, http.MethodGet, "/v1/apps/"+url.PathEscape(app)+"/rollout", nil, &out)
 }
 
 // Scale sets an app's replica count.

@@ -98,11 +98,15 @@ func (r *rollout) step(ctx context.Context) error {
 	if reason := r.failure(curReady); reason != "" {
 		return r.fail(ctx, reason, nil)
 	}
+	// A strategy protects what runs: a first deploy has nothing to
+	// protect, unless the rollout had begun (its old instances may be
+	// gone by now).
 	oldLive, _ := r.oldCounts()
+	begun := oldLive > 0 || !r.rel.StepAt.IsZero()
 	switch {
-	case r.plan.Strategy == spec.BlueGreen && oldLive > 0:
+	case r.plan.Strategy == spec.BlueGreen && begun:
 		return r.blueGreen(ctx)
-	case r.plan.Strategy == spec.Canary && oldLive > 0 && r.want() > 0:
+	case r.plan.Strategy == spec.Canary && begun && r.want() > 0:
 		return r.canary(ctx)
 	}
 	// Rolling, and any first deploy: with nothing running there is

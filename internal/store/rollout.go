@@ -45,7 +45,7 @@ func (s *Store) Promote(ctx context.Context, app string, all bool) (Release, err
 			return err
 		}
 		rel.Promoted = rel.Step
-		msg := fmt.Sprintf("release %d promoted past step %d", rel.Number, rel.Step)
+		msg := fmt.Sprintf("release %d promoted past its current step", rel.Number)
 		if all {
 			rel.Promoted = PromoteAll
 			msg = fmt.Sprintf("release %d promoted to all traffic", rel.Number)
