@@ -42,8 +42,12 @@ func (r *rollout) blueGreen(ctx context.Context) error {
 		r.announce(ctx, 0, fmt.Sprintf("release %d is ready on %s; run `skiff promote %s` to switch traffic to it", r.rel.Number, r.previewHost(), r.app.Name))
 		return nil
 	}
-	return r.c.cfg.Store.SetStep(ctx, r.app.Name, r.rel.Number, 1,
-		fmt.Sprintf("release %d takes all traffic (blue-green switch)", r.rel.Number), nil)
+	if err := r.c.cfg.Store.SetStep(ctx, r.app.Name, r.rel.Number, 1,
+		fmt.Sprintf("release %d takes all traffic (blue-green switch)", r.rel.Number), nil); err != nil {
+		return err
+	}
+	r.c.queue.Add(r.app.Name) // publish the switch, then finish
+	return nil
 }
 
 // keepOld says how much longer a finished blue-green deploy keeps the old

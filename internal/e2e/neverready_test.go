@@ -16,8 +16,15 @@ import (
 // that can never serve, under light load through the edge. The deploy
 // must fail with a message saying why, and the users of the app must not
 // notice: no request fails, none reaches the bad release, and the release
-// that served before goes on serving with the same instances.
+// that served before goes on serving with the same instances. So under
+// every deploy strategy.
 func TestNeverReadyDeployFails(t *testing.T) {
+	for _, st := range reliabilityStrategies {
+		t.Run(st.name, func(t *testing.T) { testNeverReady(t, st.deploy) })
+	}
+}
+
+func testNeverReady(t *testing.T, deployBlock string) {
 	cases := []struct {
 		name string
 		// env is release 2's env in the spec's flow style.
@@ -28,7 +35,7 @@ func TestNeverReadyDeployFails(t *testing.T) {
 		{
 			name:    "healthz always 503",
 			env:     `{NEVER_READY: "1"}`,
-			wantMsg: []string{"health.ready_timeout", "0 of 2 instance(s) ready", "503"},
+			wantMsg: []string{"health.ready_timeout", "instance(s) ready", "503"},
 		},
 		{
 			name:    "crashes at start",
@@ -43,8 +50,8 @@ func TestNeverReadyDeployFails(t *testing.T) {
 			s := newServer(t, "--restart-backoff", "100ms", "--restart-backoff-max", "800ms")
 			s.start()
 			const health = `health: {path: /healthz, interval: 200ms, timeout: 200ms, ready_timeout: 3s}`
-			good := pack(t, appDir(t, "name: shaky\ncommand: [\"./testapp\"]\nreplicas: 2\n"+health+"\n"))
-			bad := pack(t, appDir(t, "name: shaky\ncommand: [\"./testapp\"]\nreplicas: 2\nenv: "+tc.env+"\n"+health+"\n"))
+			good := pack(t, appDir(t, "name: shaky\ncommand: [\"./testapp\"]\nreplicas: 2\n"+health+"\n"+deployBlock))
+			bad := pack(t, appDir(t, "name: shaky\ncommand: [\"./testapp\"]\nreplicas: 2\nenv: "+tc.env+"\n"+health+"\n"+deployBlock))
 			ctx := context.Background()
 
 			rel1, err := deploy(ctx, s.client, good)

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,32 +172,16 @@ tcp: [{port: %d, srv: echo}]
 		}
 
 		// Load: short connections, each one line, until stopped.
-		var ok, failed atomic.Int64
-		var firstErr atomic.Value
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					c, err := dialTCP(addr)
-					if err == nil {
-						_, _, err = c.ask("load")
-						c.c.Close()
-					}
-					if err != nil {
-						failed.Add(1)
-						firstErr.CompareAndSwap(nil, err.Error())
-						continue
-					}
-					ok.Add(1)
-				}
-			})
-		}
+		load := startConnLoad(4, 120*time.Second, func() error {
+			c, err := dialTCP(addr)
+			if err != nil {
+				return err
+			}
+			defer c.c.Close()
+			_, _, err = c.ask("load")
+			return err
+		})
+		defer load.stop() // on an early failure; stop may run twice
 
 		rel2, err := deploy(ctx, s.client, b)
 		if err != nil {
@@ -225,16 +207,15 @@ tcp: [{port: %d, srv: echo}]
 			t.Fatalf("open connection during the deploy: release %d instance %s, %v; want release %d instance %s", r, inst, err, oldRel, oldInst)
 		}
 		final := waitStatus(t, s.client, "echo", rel2.Number, 60*time.Second)
-		close(stop)
-		wg.Wait()
+		ok, failed, firstErr := load.stop()
 		if final.Status != "complete" {
 			t.Fatalf("deploy: %s: %s", final.Status, final.Message)
 		}
-		if failed.Load() != 0 {
-			t.Errorf("%d of %d connections failed across the deploy; first: %v", failed.Load(), ok.Load()+failed.Load(), firstErr.Load())
+		if failed != 0 {
+			t.Errorf("%d of %d connections failed across the deploy; first: %v", failed, ok+failed, firstErr)
 		}
-		if ok.Load() < 20 {
-			t.Errorf("only %d connections succeeded; the load did not run", ok.Load())
+		if ok < 20 {
+			t.Errorf("only %d connections succeeded; the load did not run", ok)
 		}
 		// The drain deadline ended the old connection.
 		old.c.SetDeadline(time.Now().Add(5 * time.Second))

@@ -7,9 +7,13 @@
 // CRASH_FILE=<path> does the same only while that file exists, so a test
 // can start and end a crash loop from outside; NEVER_READY=1 makes
 // /healthz answer 503; LOG_REQUESTS=1 prints "request <path>" for every
-// request. ECHO_TCP=1 serves a line echo on $PORT instead of HTTP;
+// request. FAIL_EVERY=<n> answers every nth request to / with 500, as a
+// bad release would. /stream writes CHUNKS lines (default 5), one every $CHUNK_EVERY
+// (default 50ms), flushing each; /ws is a WebSocket that echoes every
+// message. ECHO_TCP=1 serves a line echo on $PORT instead of HTTP;
 // ECHO_TCP_PORT=<port> serves it on that port besides HTTP on $PORT, as
-// a container app with a tcp: target does (see tcpecho.go).
+// a container app with a tcp: target does; ECHO_TLS_CERT and
+// ECHO_TLS_KEY make that echo speak TLS (see tcpecho.go).
 package main
 
 import (
@@ -18,8 +22,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/websocket"
 )
 
 func main() {
@@ -47,12 +55,18 @@ func main() {
 		go serveTCPEcho(listenHost()+":"+p, release, inst)
 	}
 
+	failEvery, _ := strconv.ParseInt(os.Getenv("FAIL_EVERY"), 10, 64)
+	var served atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if logRequests {
 			fmt.Printf("request %s\n", r.URL.Path)
 		}
 		time.Sleep(hold)
+		if failEvery > 0 && served.Add(1)%failEvery == 0 {
+			http.Error(w, fmt.Sprintf("release %s instance %s fails on purpose", release, inst), http.StatusInternalServerError)
+			return
+		}
 		if r.Method == http.MethodPost {
 			body, err := io.ReadAll(r.Body)
 			if err != nil {
@@ -64,6 +78,27 @@ func main() {
 		}
 		fmt.Fprintf(w, "release %s instance %s", release, inst)
 	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		chunks, err := strconv.Atoi(os.Getenv("CHUNKS"))
+		if err != nil {
+			chunks = 5
+		}
+		every, err := time.ParseDuration(os.Getenv("CHUNK_EVERY"))
+		if err != nil {
+			every = 50 * time.Millisecond
+		}
+		rc := http.NewResponseController(w)
+		for i := range chunks {
+			fmt.Fprintf(w, "chunk %d of %d from release %s\n", i+1, chunks, release)
+			if err := rc.Flush(); err != nil {
+				return
+			}
+			time.Sleep(every)
+		}
+	})
+	mux.Handle("/ws", websocket.Handler(func(ws *websocket.Conn) {
+		io.Copy(ws, ws)
+	}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if os.Getenv("NEVER_READY") != "" {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -14,11 +15,22 @@ import (
 // uses too: a connection whose first line is an HTTP GET gets an HTTP
 // answer, 200, or 503 while the file $UNREADY_DIR/<instance> exists, so
 // a test can take one instance out of readiness.
+//
+// With ECHO_TLS_CERT and ECHO_TLS_KEY (PEM files) it speaks TLS, as an
+// app behind a tls: passthrough port terminates TLS itself.
 func serveTCPEcho(addr, release, inst string) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(1)
+	}
+	if certFile := os.Getenv("ECHO_TLS_CERT"); certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, os.Getenv("ECHO_TLS_KEY"))
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	fmt.Printf("testapp %s of release %s echoing TCP on %s\n", inst, release, addr)
 	for {
