@@ -10,7 +10,7 @@ DATA    ?=
 DEMO_HTTP ?= 127.0.0.1:8080
 DEMO_API  ?= 127.0.0.1:7070
 
-.PHONY: build demo demo-stop test test-setup vet clean bench-edge
+.PHONY: build demo demo-stop test test-setup vet clean bench-edge bench-deploy reliability
 
 build:
 	$(GO) build -o $(SKIFF) ./cmd/skiff
@@ -51,6 +51,19 @@ BENCH_FLAGS ?=
 bench-edge: build
 	@scripts/bench-setup.sh
 	PATH="$$PATH:/usr/sbin" $(GO) run ./bench/edge -skiff $(SKIFF) -out bench/edge/results.md -engines fasthttp,nethttp $(BENCH_FLAGS)
+
+# bench-deploy measures the time from `skiff deploy --wait` to all traffic
+# on the new release, per strategy and runtime (a few minutes), and writes
+# bench/deploy/results.md.
+bench-deploy: build test-setup
+	$(GO) run ./bench/deploy -skiff $(SKIFF) -out bench/deploy/results.md $(BENCH_FLAGS)
+
+# reliability deploys an app 20 times with each strategy on each runtime
+# under constant mixed load (about 10 minutes) and writes
+# bench/reliability/results.md; the test suite runs 5 of each.
+reliability: test-setup
+	SKIFF_REQUIRE_INTEGRATION=1 SKIFF_RELIABILITY_DEPLOYS=20 SKIFF_RELIABILITY_OUT=$(CURDIR)/bench/reliability/results.md \
+		$(GO) test -count=1 -timeout 60m -run '^TestReliability$$' -v ./internal/e2e/
 
 clean:
 	rm -rf $(BIN) examples/hello/hello
