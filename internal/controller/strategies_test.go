@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -289,5 +291,48 @@ func TestRollingSurge(t *testing.T) {
 		if got := backends(s, host); len(got) < 3 {
 			t.Errorf("generation %d routes %v: fewer than 4-1 ready instances", s.Generation, got)
 		}
+	}
+}
+
+// TestBlueGreenCheck checks that analysis.check gates the switch: it
+// holds while the check fails, fails the release at the limit, and lets
+// a release whose instances pass it take the traffic.
+func TestBlueGreenCheck(t *testing.T) {
+	h := newHarness(t)
+	h.release("hello", 2, "")
+	h.deployReady("hello", 1)
+	n := h.release("hello", 2, "deploy: {strategy: blue-green, analysis: {check: /deep}}\n")
+	h.sync("hello")
+	h.rt.readyAll("hello")
+	// Nothing listens at the fake instances' endpoints: every check fails.
+	for i := range checkFailLimit {
+		h.sync("hello")
+		rel := h.rel("hello", n)
+		if i < checkFailLimit-1 && (rel.Status != store.StatusPending || rel.Step != 0) {
+			t.Fatalf("after %d failed check(s) the release is %s at step %d", i+1, rel.Status, rel.Step)
+		}
+	}
+	if rel := h.rel("hello", n); rel.Status != store.StatusFailed || !strings.Contains(rel.Message, "analysis check GET /deep failed 3 times in a row") {
+		t.Fatalf("release = %s %q, want failed by its check", rel.Status, rel.Message)
+	}
+
+	// A release whose instances answer the check switches.
+	deep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/deep" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer deep.Close()
+	m := h.release("hello", 2, "deploy: {strategy: blue-green, analysis: {check: /deep}}\n# v3\n")
+	h.sync("hello")
+	for _, in := range h.rt.instances("hello", m) {
+		h.rt.update("hello", in.ID, func(in *instance.Instance) {
+			in.Endpoint = deep.Listener.Addr().String()
+			in.State = instance.Ready
+		})
+	}
+	h.settleRelease("hello", m, 10)
+	if rel := h.rel("hello", m); rel.Status != store.StatusComplete {
+		t.Fatalf("release with a passing check = %s %q", rel.Status, rel.Message)
 	}
 }
