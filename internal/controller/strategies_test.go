@@ -336,3 +336,15 @@ func TestBlueGreenCheck(t *testing.T) {
 		t.Fatalf("release with a passing check = %s %q", rel.Status, rel.Message)
 	}
 }
+
+// TestHTTPSettingsReachTheEdge checks that the spec's http block shapes
+// the app's routes.
+func TestHTTPSettingsReachTheEdge(t *testing.T) {
+	h := newHarness(t)
+	h.release("hello", 2, "http: {balance: round_robin, max_body: 1Mi, h2c: true}\n")
+	h.deployReady("hello", 1)
+	r := h.route(host)
+	if r.Balance != edge.BalanceRoundRobin || r.MaxBody != 1<<20 || len(r.Backends) != 2 || !r.Backends[0].H2C {
+		t.Errorf("route = %+v, want round robin, 1 MiB bodies, h2c backends", r)
+	}
+}
