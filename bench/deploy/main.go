@@ -23,13 +23,14 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/skiff-sh/skiff/internal/testenv"
 )
 
 // strategies are the deploy blocks measured. The canary holds one step
@@ -305,7 +306,7 @@ func (p *poller) summary() map[int]int {
 func report(cfg config, order []string, results map[string][]sample) string {
 	var b bytes.Buffer
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "# Deploy time\n\n`make bench-deploy` on %s: %s; %s.\n\n", host, machine(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "# Deploy time\n\n`make bench-deploy` on %s: %s; %s.\n\n", host, testenv.Machine(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	b.WriteString("A 3-replica app whose binary (process) or image (docker) is already local, probed with its spec's defaults (`health: {path: /healthz}`). " +
 		"**To all traffic** is the time from starting `skiff deploy --wait` (upload included) until every request through the edge, polled every 2 ms, reaches the new release and keeps doing so; " +
 		"**deploy --wait** is when the command returned (old instances drained and stopped). " +
@@ -338,18 +339,6 @@ func spread(ds []time.Duration) string {
 	return fmt.Sprintf("%s (%s–%s)", r(med), r(s[0]), r(s[len(s)-1]))
 }
 
-func machine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%d × %s, %s/%s", runtime.NumCPU(), cpu, runtime.GOOS, runtime.GOARCH)
-}
 
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

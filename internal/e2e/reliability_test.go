@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -294,7 +293,7 @@ func writeReliabilityResults(t *testing.T) {
 	}
 	var b strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "# Deploy reliability\n\n`make reliability` on %s (%s), %s.\n\n", host, machine(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "# Deploy reliability\n\n`make reliability` on %s (%s), %s.\n\n", host, testenv.Machine(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	b.WriteString("Each row: a 2-replica app deployed again and again under constant mixed load. The app exits at once on SIGTERM. Requests are counted by kind; a stream is one response of five flushed chunks, a websocket one session of five echoed messages.\n\n")
 	fmt.Fprintf(&b, "| runtime | strategy | deploys | time | %s | failed |\n|%s\n", strings.Join(loadKinds, " | "), strings.Repeat(" --- |", len(loadKinds)+5))
 	rows := reliabilityResults.rows
@@ -311,24 +310,3 @@ func writeReliabilityResults(t *testing.T) {
 	}
 }
 
-// machine describes the CPU and memory the test ran on.
-func machine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	mem := ""
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 1 {
-			if kb, err := strconv.Atoi(f[1]); err == nil {
-				mem = fmt.Sprintf(", %d GiB RAM", (kb+(1<<19))>>20)
-			}
-		}
-	}
-	return fmt.Sprintf("%d × %s%s", runtime.NumCPU(), cpu, mem)
-}
