@@ -339,7 +339,6 @@ func spread(ds []time.Duration) string {
 	return fmt.Sprintf("%s (%s–%s)", r(med), r(s[0]), r(s[len(s)-1]))
 }
 
-
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -309,4 +309,3 @@ func writeReliabilityResults(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
