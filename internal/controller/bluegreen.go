@@ -16,6 +16,12 @@ import (
 // (settle retires them after it), so a rollback needs no new instance.
 func (r *rollout) blueGreen(ctx context.Context) error {
 	want := r.want()
+	if r.rel.Step == 0 {
+		// Before the switch; after it the old sets are kept on purpose.
+		if retired, err := r.retireSuperseded(ctx); retired || err != nil {
+			return err
+		}
+	}
 	if grown, err := r.grow(ctx, want); grown || err != nil {
 		return err
 	}

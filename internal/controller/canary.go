@@ -19,6 +19,9 @@ import (
 func (r *rollout) canary(ctx context.Context) error {
 	final := len(r.plan.Steps)
 	s := min(r.rel.Step, final)
+	if retired, err := r.retireSuperseded(ctx); retired || err != nil {
+		return err
+	}
 	if grown, err := r.grow(ctx, r.canarySize(s)); grown || err != nil {
 		return err
 	}

@@ -216,6 +216,26 @@ func (r *rollout) retireOld(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
+// retireSuperseded retires one instance of an old release other than the
+// stable one (a canary or blue-green release the target superseded),
+// and reports whether it did. Split routes give such releases no share
+// while the stable release has a ready instance, so only then.
+func (r *rollout) retireSuperseded(ctx context.Context) (bool, error) {
+	stableReady := false
+	for _, set := range r.old {
+		stableReady = stableReady || set.Release == r.app.Stable && set.Ready() > 0
+	}
+	if !stableReady {
+		return false, nil
+	}
+	for _, set := range r.old {
+		if set.Release != r.app.Stable && len(set.Instances) > 0 {
+			return true, r.retire(ctx, leaving(set.Instances)[0])
+		}
+	}
+	return false, nil
+}
+
 // forgetEmpty deletes the old sets that have no instance left.
 func (r *rollout) forgetEmpty(ctx context.Context) error {
 	for _, set := range r.old {

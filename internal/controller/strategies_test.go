@@ -324,7 +324,12 @@ func TestBlueGreenCheck(t *testing.T) {
 	}))
 	defer deep.Close()
 	m := h.release("hello", 2, "deploy: {strategy: blue-green, analysis: {check: /deep}}\n# v3\n")
-	h.sync("hello")
+	for range 5 { // the failed release's instances leave first
+		h.sync("hello")
+	}
+	if got := len(h.rt.instances("hello", m)); got != 2 {
+		t.Fatalf("release %d runs %d instances, want 2", m, got)
+	}
 	for _, in := range h.rt.instances("hello", m) {
 		h.rt.update("hello", in.ID, func(in *instance.Instance) {
 			in.Endpoint = deep.Listener.Addr().String()
@@ -346,5 +351,33 @@ func TestHTTPSettingsReachTheEdge(t *testing.T) {
 	r := h.route(host)
 	if r.Balance != edge.BalanceRoundRobin || r.MaxBody != 1<<20 || len(r.Backends) != 2 || !r.Backends[0].H2C {
 		t.Errorf("route = %+v, want round robin, 1 MiB bodies, h2c backends", r)
+	}
+}
+
+// TestSupersededCanaryGetsNoTraffic checks that a canary superseded by a
+// newer canary stops taking requests: the stable release keeps the rest.
+func TestSupersededCanaryGetsNoTraffic(t *testing.T) {
+	h := newHarness(t)
+	h.release("hello", 2, "")
+	h.deployReady("hello", 1)
+	const steps = "deploy: {strategy: canary, steps: [{weight: 20%, pause: 1h}]}\n"
+	n2 := h.release("hello", 2, steps)
+	for range 4 {
+		h.sync("hello")
+		h.rt.readyAll("hello")
+	}
+	if w := weights(h.route(host)); w[n2] != 2000 {
+		t.Fatalf("canary 2 routes %v", w)
+	}
+	n3 := h.release("hello", 2, steps+"# v3\n")
+	for range 4 {
+		h.sync("hello")
+		h.rt.readyAll("hello")
+	}
+	if w := weights(h.route(host)); w[n3] != 2000 || w[1] != 8000 || w[n2] != 0 {
+		t.Errorf("with canary 3 superseding 2 the route is %v, want 3 at 2000, 1 at 8000, 2 at 0", w)
+	}
+	if got := h.rt.instances("hello", n2); len(got) != 0 {
+		t.Errorf("the superseded canary still runs %v", ids(got))
 	}
 }

@@ -72,15 +72,26 @@ func (r *rollout) canaryShare() int {
 	return int(float64(r.plan.Steps[r.rel.Step].Weight) * fullWeight / 100)
 }
 
-// oldWeights shares total between the old releases by their ready
-// instances.
+// oldWeights gives total to the stable release, and none to other old
+// releases (such as a canary the new release superseded). When the
+// stable release has no ready instance, total is shared by the old
+// releases' ready instances instead.
 func (r *rollout) oldWeights(total int) map[int]int {
 	w := map[int]int{}
 	_, ready := r.oldCounts()
+	stableReady := 0
 	for _, set := range r.old {
-		if ready > 0 {
+		if set.Release == r.app.Stable {
+			stableReady = set.Ready()
+		}
+	}
+	for _, set := range r.old {
+		switch {
+		case stableReady > 0 && set.Release == r.app.Stable:
+			w[set.Release] = total
+		case stableReady == 0 && ready > 0:
 			w[set.Release] = total * set.Ready() / ready
-		} else {
+		default:
 			w[set.Release] = 0
 		}
 	}
