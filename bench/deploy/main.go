@@ -309,7 +309,7 @@ func report(cfg config, order []string, results map[string][]sample) string {
 	fmt.Fprintf(&b, "# Deploy time\n\n`make bench-deploy` on %s: %s; %s.\n\n", host, testenv.Machine(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	b.WriteString("A 3-replica app whose binary (process) or image (docker) is already local, probed with its spec's defaults (`health: {path: /healthz}`). " +
 		"**To all traffic** is the time from starting `skiff deploy --wait` (upload included) until every request through the edge, polled every 2 ms, reaches the new release and keeps doing so; " +
-		"**deploy --wait** is when the command returned (old instances drained and stopped). " +
+		"**deploy --wait** is when the command returned, the release complete: for rolling and canary once the old instances are drained and stopped, for blue-green at its switch (its old set then leaves without traffic). " +
 		"The canary holds one step of 50% for 1 s; blue-green keeps no old set. ")
 	fmt.Fprintf(&b, "Medians of %d deploys, with the range.\n\n", cfg.rounds)
 	b.WriteString("| runtime | strategy | to all traffic | deploy --wait |\n| --- | --- | --- | --- |\n")
