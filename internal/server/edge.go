@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,6 +66,21 @@ func (c EdgeConfig) apply(o *edge.Options, dataDir string, reg prometheus.Regist
 	}
 	o.AccessLog = f
 	return func() { f.Close() }, nil
+}
+
+// serverGCPercent is the garbage collector's target unless the operator
+// sets GOGC: the server's live heap is a few MiB, and the edge allocates
+// a few hundred bytes per request, so at Go's default of 100 a busy edge
+// collects several times a second. 400 spends about 10 MiB more memory
+// to collect a quarter as often: about 6% fewer instructions per
+// proxied request, counted with callgrind.
+const serverGCPercent = 400
+
+// tuneGC sets serverGCPercent, unless GOGC says otherwise.
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(serverGCPercent)
+	}
 }
 
 // listenTLS opens the edge's TLS listener, or returns nil without

@@ -101,6 +101,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	tuneGC()
 	if cfg.MaxUpload == 0 {
 		cfg.MaxUpload = 256 << 20
 	}
