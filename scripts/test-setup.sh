@@ -55,3 +55,7 @@ if [ ! -x "$tools/h2spec" ]; then
   echo "test setup: installing h2spec"
   GOBIN=$tools go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 fi
+
+# A real Kubernetes control plane (built once, cached), etcd and kwok for
+# the Kubernetes runtime's tests.
+bash "$(dirname "$0")/kube-tools.sh"

@@ -97,6 +97,7 @@ func newRoot() *cobra.Command {
 		newDestroyCmd(g),
 		newValidateCmd(),
 		newSchemaCmd(),
+		newKubeCmd(),
 	)
 	return root
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/skiff-sh/skiff/internal/edge"
 	"github.com/skiff-sh/skiff/internal/logs"
 	"github.com/skiff-sh/skiff/internal/runtime/docker"
+	"github.com/skiff-sh/skiff/internal/runtime/kubernetes"
 	"github.com/skiff-sh/skiff/internal/runtime/local"
 	"github.com/skiff-sh/skiff/internal/runtime/process"
 	"github.com/skiff-sh/skiff/internal/store"
@@ -53,8 +54,10 @@ type Config struct {
 	// Default "localhost".
 	Domain string
 	// Runtime is "local" (process and Docker apps side by side) or
-	// "kubernetes" (not yet).
+	// "kubernetes" (image apps as pods; see Kube).
 	Runtime string
+	// Kube says which cluster and namespace --runtime kubernetes uses.
+	Kube KubeConfig
 	// MaxUpload is the largest release artifact accepted, compressed.
 	// Default 256 MiB.
 	MaxUpload int64
@@ -91,10 +94,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if e := cfg.EdgeEngine; e != "" && e != "fasthttp" && e != "nethttp" {
 		return fmt.Errorf("--edge-engine %q: expected fasthttp or nethttp", e)
 	}
-	if cfg.Runtime != "" && cfg.Runtime != "local" {
-		if cfg.Runtime == "kubernetes" {
-			return errors.New("--runtime kubernetes is not supported yet; use --runtime local")
-		}
+	if cfg.Runtime != "" && cfg.Runtime != "local" && cfg.Runtime != "kubernetes" {
 		return fmt.Errorf("--runtime %q: expected local or kubernetes", cfg.Runtime)
 	}
 	log := cfg.Logger
@@ -223,11 +223,21 @@ func Run(ctx context.Context, cfg Config) error {
 	defer closeAccessLog()
 	edg := edge.New(edgeOpts)
 	defer edg.Close()
+	var rt controller.Runtime = sup
+	var images controller.Images = build.New(engine, log)
+	if cfg.Runtime == "kubernetes" {
+		krt, err := startKube(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer krt.Close()
+		rt, images = kubeRuntime{krt, st}, kubernetes.Images{}
+	}
 	ctl := controller.New(controller.Config{
-		Store: st, Runtime: sup, Edge: edg, Artifacts: artifacts,
+		Store: st, Runtime: rt, Edge: edg, Artifacts: artifacts,
 		ReleasesDir: releasesDir, Logs: collector, Logger: log,
 		DrainTimeout: cfg.DrainTimeout,
-		Images:       build.New(engine, log),
+		Images:       images,
 	})
 	if err := ctl.Prime(ctx, 3*time.Second); err != nil {
 		return fmt.Errorf("route adopted instances: %w", err)

@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/skiff-sh/skiff/internal/runtime/kubernetes"
+)
+
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestKubeInstallPrintsTheInstall(t *testing.T) {
+	out, err := runCLI(t, "kube", "install", "--image", "registry.example/skiff:1", "--namespace", "club", "--edge-service", "NodePort")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := kubernetes.InstallObjects(kubernetes.InstallOptions{Image: "registry.example/skiff:1", Namespace: "club", EdgeService: "NodePort"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	if err := kubernetes.WriteYAML(&want, objs); err != nil {
+		t.Fatal(err)
+	}
+	if out != want.String() {
+		t.Fatalf("kube install printed:\n%s\nwant:\n%s", out, want.String())
+	}
+	var kinds []string
+	for _, doc := range strings.Split(out, "\n---\n") {
+		var obj struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Namespace string `json:"namespace"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatalf("document is not YAML: %v\n%s", err, doc)
+		}
+		if obj.Kind != "Namespace" && obj.Metadata.Namespace != "club" {
+			t.Errorf("%s is in namespace %q, want club", obj.Kind, obj.Metadata.Namespace)
+		}
+		kinds = append(kinds, obj.Kind)
+	}
+	if got := strings.Join(kinds, ","); got != "Namespace,ServiceAccount,Role,RoleBinding,PersistentVolumeClaim,Deployment,Service,Service" {
+		t.Errorf("kinds %s", got)
+	}
+}
+
+func TestKubeInstallNeedsAnImage(t *testing.T) {
+	_, err := runCLI(t, "kube", "install")
+	if err == nil || !strings.Contains(err.Error(), "--image is required") {
+		t.Fatalf("kube install without --image: %v", err)
+	}
+}
