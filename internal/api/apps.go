@@ -219,6 +219,10 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("parse spec of release %d: %w", from.Number, err))
 		return
 	}
+	if err := s.admit(sp); err != nil {
+		s.fail(w, r, specError(err))
+		return
+	}
 	rel, err := s.cfg.Store.CreateRelease(r.Context(), store.NewRelease{
 		App: a.Name, SpecFile: from.SpecFile, Spec: from.Spec, Artifact: from.Artifact,
 		Hosts: s.hostsOf(sp), TCP: tcpClaims(sp), RollbackOf: from.Number,

@@ -43,6 +43,9 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sp, err := spec.Parse(specFile, specData)
+	if err == nil {
+		err = s.admit(sp)
+	}
 	if err != nil {
 		s.fail(w, r, specError(err))
 		return
@@ -207,6 +210,19 @@ func (s *Server) hostError(err error, sp *spec.Spec, file string) error {
 	}
 	d := ErrorDetail{File: file, Line: line, Column: col, Path: path, Message: msg}
 	return &Error{Code: CodeHostInUse, Message: formatDetail(d), Details: []ErrorDetail{d}}
+}
+
+// admit asks the runtime's Admit whether it can run sp, as a positioned
+// spec error when it cannot.
+func (s *Server) admit(sp *spec.Spec) error {
+	if s.cfg.Admit == nil {
+		return nil
+	}
+	path, msg := s.cfg.Admit(sp)
+	if msg == "" {
+		return nil
+	}
+	return &spec.Errors{List: []*spec.Error{sp.ErrorAt(path, msg)}}
 }
 
 // specError turns spec problems into an answer listing each with its place.

@@ -19,6 +19,7 @@ import (
 	"github.com/skiff-sh/skiff/internal/controller"
 	"github.com/skiff-sh/skiff/internal/instance"
 	"github.com/skiff-sh/skiff/internal/logs"
+	"github.com/skiff-sh/skiff/internal/spec"
 	"github.com/skiff-sh/skiff/internal/store"
 )
 
@@ -52,6 +53,10 @@ type Config struct {
 	Logger    *slog.Logger
 	// Wake is called after a change of desired state, with the app's name.
 	Wake func(app string)
+	// Admit refuses a spec the server's runtime cannot run: it returns
+	// the path of the field at fault ("" for the document) and what to
+	// do, or an empty message to accept. Nil accepts every valid spec.
+	Admit func(sp *spec.Spec) (path, message string)
 	// Metrics serves GET /metrics (Prometheus text format), behind the
 	// same authentication as the rest of the API. Nil: no such endpoint.
 	Metrics http.Handler

@@ -59,6 +59,7 @@ type fakeRuntime struct {
 	templates  map[string]instance.Template           // "app/release"
 	seq        int
 	failRemove error
+	failScale  error
 	watchers   []func(string)
 	setsCalls  int
 	onSets     func(calls int) // called, without the lock, on each Sets
@@ -108,6 +109,9 @@ func (r *fakeRuntime) Apps(ctx context.Context) ([]string, error) {
 func (r *fakeRuntime) Scale(ctx context.Context, t instance.Template, n int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.failScale != nil {
+		return r.failScale
+	}
 	r.log.add(entry{kind: "scale", id: setKey(t.App, t.Release), n: n})
 	if r.sets[t.App] == nil {
 		r.sets[t.App] = map[int][]instance.Instance{}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -185,6 +186,9 @@ func (r *rollout) grow(ctx context.Context, size int) (bool, error) {
 		return false, nil
 	}
 	if err := r.c.cfg.Runtime.Scale(ctx, r.tmpl, size); err != nil {
+		if errors.Is(err, instance.ErrCannotRun) && r.pending() {
+			return true, r.fail(ctx, err.Error(), nil)
+		}
 		return true, fmt.Errorf("scale release %d of %s to %d: %w", r.rel.Number, r.app.Name, size, err)
 	}
 	return true, nil // the runtime's watch brings us back

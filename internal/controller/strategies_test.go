@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -379,5 +380,19 @@ func TestSupersededCanaryGetsNoTraffic(t *testing.T) {
 	}
 	if got := h.rt.instances("hello", n2); len(got) != 0 {
 		t.Errorf("the superseded canary still runs %v", ids(got))
+	}
+}
+
+// TestRuntimeCannotRunFailsRelease checks that a template the runtime
+// refuses for good fails its release at once with the runtime's reason,
+// instead of being retried until the ready timeout.
+func TestRuntimeCannotRunFailsRelease(t *testing.T) {
+	h := newHarness(t)
+	n := h.release("hello", 1, "")
+	h.rt.failScale = fmt.Errorf("app hello has a command but no image: %w", instance.ErrCannotRun)
+	h.sync("hello")
+	rel := h.rel("hello", n)
+	if rel.Status != store.StatusFailed || !strings.HasPrefix(rel.Message, "app hello has a command but no image") {
+		t.Fatalf("release = %s %q, want failed with the runtime's reason", rel.Status, rel.Message)
 	}
 }

@@ -6,7 +6,15 @@
 // and the rollout controller can all speak it without importing each other.
 package instance
 
-import "time"
+import (
+	"errors"
+	"time"
+)
+
+// ErrCannotRun marks a template a runtime will never run as it is (a
+// command-only app on a cluster, say): retrying cannot help, so the
+// release fails with the runtime's reason.
+var ErrCannotRun = errors.New("the runtime cannot run this release")
 
 // State is where an instance stands in its life.
 type State string

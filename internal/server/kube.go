@@ -7,30 +7,27 @@ import (
 	"time"
 
 	"github.com/skiff-sh/skiff/internal/controller"
-	"github.com/skiff-sh/skiff/internal/instance"
 	"github.com/skiff-sh/skiff/internal/runtime/kubernetes"
-	"github.com/skiff-sh/skiff/internal/store"
+	"github.com/skiff-sh/skiff/internal/spec"
 )
 
-var _ controller.Runtime = kubeRuntime{}
+var _ controller.Runtime = (*kubernetes.Runtime)(nil)
 
-// kubeRuntime is the kubernetes runtime as the controller sees it: a
-// release the cluster cannot run (a command-only app, say) fails at its
-// first Scale with the runtime's reason, within a moment of the deploy,
-// instead of staying pending with nothing started.
-type kubeRuntime struct {
-	*kubernetes.Runtime
-	st *store.Store
-}
-
-func (k kubeRuntime) Scale(ctx context.Context, t instance.Template, n int) error {
-	if err := kubernetes.CheckTemplate(t); err != nil {
-		if ferr := k.st.FinishRelease(ctx, t.App, t.Release, store.StatusFailed, err.Error()); ferr != nil {
-			return fmt.Errorf("fail release %d of %s: %w", t.Release, t.App, ferr)
-		}
-		return err
+// kubeAdmit refuses, at deploy, the specs a cluster cannot run, pointing
+// at the field and saying what to do instead. (The runtime refuses them
+// too, failing a release that got past this, such as one deployed before
+// the server moved to Kubernetes.)
+func kubeAdmit(sp *spec.Spec) (path, message string) {
+	const local = "or run this app with skiff server --runtime local"
+	switch {
+	case sp.Build != "":
+		return "build", "this server runs apps on Kubernetes (--runtime kubernetes), where builds on the server's Docker Engine cannot run: build and push the image to a registry the cluster pulls from, and name it in image:, " + local
+	case !sp.IsContainer():
+		return "command", "this server runs apps on Kubernetes (--runtime kubernetes), which runs container images only: give the app an image: and a port:, " + local
+	case len(sp.Volumes) > 0:
+		return "volumes", "volumes are not supported on Kubernetes yet (they need PersistentVolumeClaims): remove them, " + local
 	}
-	return k.Runtime.Scale(ctx, t, n)
+	return "", ""
 }
 
 // KubeConfig is what --runtime kubernetes needs.

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -66,6 +67,16 @@ func kubeServer(t *testing.T) (*client.Client, *kubetest.Cluster, string) {
 
 func deploySpec(t *testing.T, cl *client.Client, spec string) api.Release {
 	t.Helper()
+	rel, err := tryDeploy(t, cl, spec)
+	if err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	return rel
+}
+
+// tryDeploy uploads spec with a directory holding only it.
+func tryDeploy(t *testing.T, cl *client.Client, spec string) (api.Release, error) {
+	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "skiff.yaml"), []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
@@ -76,11 +87,7 @@ func deploySpec(t *testing.T, cl *client.Client, spec string) api.Release {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rel, err := cl.Deploy(ctx, "skiff.yaml", []byte(spec), &buf)
-	if err != nil {
-		t.Fatalf("deploy: %v", err)
-	}
-	return rel
+	return cl.Deploy(ctx, "skiff.yaml", []byte(spec), &buf)
 }
 
 func awaitRelease(t *testing.T, cl *client.Client, app string, n int) api.Release {
@@ -165,13 +172,31 @@ func TestServerRunsImageAppsOnKubernetes(t *testing.T) {
 	})
 }
 
-// build: cannot run on a cluster: the deploy fails with what to do.
-func TestServerRefusesBuildOnKubernetes(t *testing.T) {
-	cl, _, _ := kubeServer(t)
-	rel := deploySpec(t, cl, "name: built\nbuild: ./\nport: 8080\n")
-	got := awaitRelease(t, cl, "built", rel.Number)
-	if got.Status != "failed" || !strings.Contains(got.Message, "push it to a registry") {
-		t.Fatalf("release is %s: %q; want failed, saying to push the image to a registry", got.Status, got.Message)
+// What a cluster cannot run is refused at deploy, at the field at fault,
+// saying what to do, and nothing is created.
+func TestServerRefusesWhatKubernetesCannotRun(t *testing.T) {
+	cl, c, ns := kubeServer(t)
+	for _, tc := range []struct{ name, spec, want string }{
+		{"command only", "name: script\ncommand: ./run.sh\n", "skiff.yaml:2:1: command: this server runs apps on Kubernetes (--runtime kubernetes), which runs container images only"},
+		{"build", "name: built\nbuild: ./\nport: 8080\n", "skiff.yaml:2:1: build: this server runs apps on Kubernetes (--runtime kubernetes), where builds on the server's Docker Engine cannot run: build and push the image"},
+		{"volumes", "name: db\nimage: registry.example/db:1\nport: 5432\nvolumes: [{name: data, path: /data}]\n", "skiff.yaml:4:1: volumes: volumes are not supported on Kubernetes yet"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tryDeploy(t, cl, tc.spec)
+			var e *api.Error
+			if !errors.As(err, &e) || e.Code != api.CodeInvalidSpec || !strings.Contains(e.Message, tc.want) {
+				t.Fatalf("deploy: %v; want an invalid_spec error %q", err, tc.want)
+			}
+		})
+	}
+	if apps, err := cl.Apps(context.Background()); err != nil || len(apps) != 0 {
+		t.Errorf("refused deploys left apps: %v, %v", apps, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rss, err := c.Client.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(rss.Items) != 0 {
+		t.Errorf("refused apps left replicasets: %v, %v", rss.Items, err)
 	}
 }
 
@@ -182,27 +207,6 @@ func TestServerKubernetesNeedsANamespace(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "--namespace") {
 		t.Fatalf("Run without a namespace: %v; want an error naming --namespace", err)
-	}
-}
-
-// A command-only app cannot run on a cluster: its deploy fails at once,
-// saying so and what to do.
-func TestServerRefusesCommandOnlyAppsOnKubernetes(t *testing.T) {
-	cl, c, ns := kubeServer(t)
-	rel := deploySpec(t, cl, "name: script\ncommand: ./run.sh\n")
-	start := time.Now()
-	got := awaitRelease(t, cl, "script", rel.Number)
-	if got.Status != "failed" || !strings.Contains(got.Message, "has a command but no image") || !strings.Contains(got.Message, "--runtime local") {
-		t.Fatalf("release is %s: %q; want failed, saying the app needs an image", got.Status, got.Message)
-	}
-	if took := time.Since(start); took > 30*time.Second {
-		t.Errorf("the refusal took %s: it waited for a timeout instead of refusing", took)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rss, err := c.Client.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
-	if err != nil || len(rss.Items) != 0 {
-		t.Errorf("a refused app left replicasets: %v, %v", rss.Items, err)
 	}
 }
 

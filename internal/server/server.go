@@ -32,6 +32,7 @@ import (
 	"github.com/skiff-sh/skiff/internal/runtime/kubernetes"
 	"github.com/skiff-sh/skiff/internal/runtime/local"
 	"github.com/skiff-sh/skiff/internal/runtime/process"
+	"github.com/skiff-sh/skiff/internal/spec"
 	"github.com/skiff-sh/skiff/internal/store"
 	"github.com/skiff-sh/skiff/internal/supervisor"
 )
@@ -225,13 +226,14 @@ func Run(ctx context.Context, cfg Config) error {
 	defer edg.Close()
 	var rt controller.Runtime = sup
 	var images controller.Images = build.New(engine, log)
+	var admit func(*spec.Spec) (string, string)
 	if cfg.Runtime == "kubernetes" {
 		krt, err := startKube(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
 		defer krt.Close()
-		rt, images = kubeRuntime{krt, st}, kubernetes.Images{}
+		rt, images, admit = krt, kubernetes.Images{}, kubeAdmit
 	}
 	ctl := controller.New(controller.Config{
 		Store: st, Runtime: rt, Edge: edg, Artifacts: artifacts,
@@ -246,7 +248,7 @@ func Run(ctx context.Context, cfg Config) error {
 	apiSrv := api.New(api.Config{
 		Store: st, Artifacts: artifacts, Observer: ctl, Logs: collector,
 		Domain: cfg.Domain, EdgeURL: edgeURL(cfg.HTTPAddr), MaxUpload: cfg.MaxUpload,
-		TokenHash: tokenHash, Logger: log.With("component", "api"), Wake: ctl.Wake,
+		TokenHash: tokenHash, Logger: log.With("component", "api"), Wake: ctl.Wake, Admit: admit,
 		Metrics: promhttp.HandlerFor(metricsReg, promhttp.HandlerOpts{}),
 	})
 

@@ -65,10 +65,10 @@ const (
 
 var (
 	// ErrCommandOnly refuses a template without an image.
-	ErrCommandOnly = errors.New("the kubernetes runtime runs image apps only")
+	ErrCommandOnly error = cannotRun("the kubernetes runtime runs image apps only")
 	// ErrUnsupported refuses what a template asks and this runtime cannot
 	// do yet.
-	ErrUnsupported = errors.New("not supported by the kubernetes runtime")
+	ErrUnsupported error = cannotRun("not supported by the kubernetes runtime")
 )
 
 // RenderOptions shape the objects rendered for a cluster.
@@ -94,6 +94,13 @@ func setLabels(app string, release int) map[string]string {
 func objectLabels(app string) map[string]string {
 	return map[string]string{LabelManagedBy: ManagedBy, LabelName: app, LabelApp: app}
 }
+
+// cannotRun is an error of a template this runtime will never run; it is
+// an instance.ErrCannotRun, so the controller fails the release at once.
+type cannotRun string
+
+func (e cannotRun) Error() string        { return string(e) }
+func (e cannotRun) Is(target error) bool { return target == instance.ErrCannotRun }
 
 // CheckTemplate says why t cannot run on Kubernetes, or nil.
 func CheckTemplate(t instance.Template) error {
