@@ -53,6 +53,8 @@ type Config struct {
 	Logger    *slog.Logger
 	// Wake is called after a change of desired state, with the app's name.
 	Wake func(app string)
+	// Edges feeds route snapshots to edge processes; nil serves none.
+	Edges EdgeFeed
 	// Admit refuses a spec the server's runtime cannot run: it returns
 	// the path of the field at fault ("" for the document) and what to
 	// do, or an empty message to accept. Nil accepts every valid spec.
@@ -98,6 +100,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /v1/apps/{app}/promote", s.promote)
 	s.mux.HandleFunc("POST /v1/apps/{app}/abort", s.abort)
 	s.mux.HandleFunc("GET /v1/apps/{app}/rollout", s.rolloutStatus)
+	s.mux.HandleFunc("GET /v1/edge/routes", s.edgeRoutes)
+	s.mux.HandleFunc("POST /v1/edge/ack", s.edgeAck)
+	s.mux.HandleFunc("GET /v1/edges", s.listEdges)
 	s.mux.HandleFunc("GET /v1/apps/{app}/logs", s.appLogs)
 	s.mux.HandleFunc("GET /v1/events", s.events)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -84,6 +84,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format of read commands: text or json")
 	root.AddCommand(
 		newServerCmd(),
+		newEdgeCmd(g),
 		newDeployCmd(g),
 		newAppsCmd(g),
 		newStatusCmd(g),

@@ -78,13 +78,17 @@ Apps keep running when the server stops; the next start adopts them.`,
 
 // flagsFromEnv sets each flag not given on the command line from
 // SKIFF_<NAME> (dashes as underscores).
-func flagsFromEnv(fs *pflag.FlagSet) error {
+func flagsFromEnv(fs *pflag.FlagSet) error { return flagsFromEnvPrefix(fs, "SKIFF_") }
+
+// flagsFromEnvPrefix sets each flag not given on the command line from
+// <prefix><NAME>.
+func flagsFromEnvPrefix(fs *pflag.FlagSet, prefix string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Changed || err != nil {
 			return
 		}
-		env := "SKIFF_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(env); ok {
 			if e := fs.Set(f.Name, v); e != nil {
 				err = fmt.Errorf("%s=%q: %w", env, v, e)

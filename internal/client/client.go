@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/skiff-sh/skiff/internal/api"
+	"github.com/skiff-sh/skiff/internal/edge"
+	"github.com/skiff-sh/skiff/internal/edgefeed"
 )
 
 // Client talks to one skiff server.
@@ -287,6 +289,23 @@ func (c *Client) Events(ctx context.Context, q EventQuery, fn func(api.Event) er
 	return nil
 }
 
+// EdgeRoutes streams route snapshots for the edge process called name to
+// fn until the stream ends or fails.
+func (c *Client) EdgeRoutes(ctx context.Context, name string, fn func(*edge.Snapshot) error) error {
+	return stream(ctx, c, "/v1/edge/routes?name="+url.QueryEscape(name), fn)
+}
+
+// EdgeAck reports what the edge process called name serves.
+func (c *Client) EdgeAck(ctx context.Context, name string, a edgefeed.Ack) error {
+	return c.call(ctx, http.MethodPost, "/v1/edge/ack?name="+url.QueryEscape(name), a, nil)
+}
+
+// Edges lists the edge processes that follow the server.
+func (c *Client) Edges(ctx context.Context) ([]edgefeed.EdgeStatus, error) {
+	var out []edgefeed.EdgeStatus
+	return out, c.call(ctx, http.MethodGet, "/v1/edges", nil, &out)
+}
+
 // stream decodes a newline-delimited JSON answer, skipping keep-alive
 // blank lines.
 func stream[T any](ctx context.Context, c *Client, path string, fn func(T) error) error {
@@ -296,7 +315,9 @@ func stream[T any](ctx context.Context, c *Client, path string, fn func(T) error
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	// A line is one event or log line, or a whole route snapshot, which
+	// with thousands of routes runs to megabytes.
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	for sc.Scan() {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/skiff-sh/skiff/internal/edge"
 	"github.com/skiff-sh/skiff/internal/instance"
@@ -22,8 +23,12 @@ type routeTable struct {
 	// routing is how each app was last asked to be routed, so that a
 	// change of its instances alone (refresh) keeps it.
 	routing map[string]routing
-	gen     uint64
-	last    []edge.Route
+	// gen is the last generation published. It starts from the clock,
+	// so that a restarted control plane's snapshots are newer than the
+	// ones edge processes kept serving meanwhile.
+	gen       uint64
+	published bool
+	last      []edge.Route
 	// ports are each app's forwarded TCP ports as the store last said;
 	// tcp are the TCP routes built from them.
 	ports   map[string][]store.TCPPort
@@ -32,7 +37,7 @@ type routeTable struct {
 }
 
 func newRouteTable(e Edge) *routeTable {
-	return &routeTable{edge: e, apps: map[string][]edge.Route{}, routing: map[string]routing{},
+	return &routeTable{edge: e, apps: map[string][]edge.Route{}, routing: map[string]routing{}, gen: uint64(time.Now().UnixNano()),
 		ports: map[string][]store.TCPPort{}, tcp: map[string][]edge.TCPRoute{}}
 }
 
@@ -148,10 +153,11 @@ func (t *routeTable) publish() {
 	slices.SortFunc(tcp, func(a, b edge.TCPRoute) int {
 		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.SNI, b.SNI), cmp.Compare(a.App, b.App))
 	})
-	if t.gen > 0 && slices.EqualFunc(all, t.last, sameRoute) && slices.EqualFunc(tcp, t.lastTCP, sameTCPRoute) {
+	if t.published && slices.EqualFunc(all, t.last, sameRoute) && slices.EqualFunc(tcp, t.lastTCP, sameTCPRoute) {
 		return
 	}
 	t.gen++
+	t.published = true
 	t.last, t.lastTCP = all, tcp
 	t.edge.Apply(&edge.Snapshot{Generation: t.gen, Routes: all, TCP: tcp})
 }

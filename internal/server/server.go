@@ -27,6 +27,7 @@ import (
 	"github.com/skiff-sh/skiff/internal/build"
 	"github.com/skiff-sh/skiff/internal/controller"
 	"github.com/skiff-sh/skiff/internal/edge"
+	"github.com/skiff-sh/skiff/internal/edgefeed"
 	"github.com/skiff-sh/skiff/internal/logs"
 	"github.com/skiff-sh/skiff/internal/runtime/docker"
 	"github.com/skiff-sh/skiff/internal/runtime/kubernetes"
@@ -235,8 +236,11 @@ func Run(ctx context.Context, cfg Config) error {
 		defer krt.Close()
 		rt, images, admit = krt, kubernetes.Images{}, kubeAdmit
 	}
+	// The controller's edge is the in-process one and every `skiff edge`
+	// that follows this server.
+	hub := edgefeed.NewHub(edg, log)
 	ctl := controller.New(controller.Config{
-		Store: st, Runtime: rt, Edge: edg, Artifacts: artifacts,
+		Store: st, Runtime: rt, Edge: hub, Artifacts: artifacts,
 		ReleasesDir: releasesDir, Logs: collector, Logger: log,
 		DrainTimeout: cfg.DrainTimeout,
 		Images:       images,
@@ -248,62 +252,32 @@ func Run(ctx context.Context, cfg Config) error {
 	apiSrv := api.New(api.Config{
 		Store: st, Artifacts: artifacts, Observer: ctl, Logs: collector,
 		Domain: cfg.Domain, EdgeURL: edgeURL(cfg.HTTPAddr), MaxUpload: cfg.MaxUpload,
-		TokenHash: tokenHash, Logger: log.With("component", "api"), Wake: ctl.Wake, Admit: admit,
+		TokenHash: tokenHash, Logger: log.With("component", "api"), Wake: ctl.Wake, Admit: admit, Edges: hub,
 		Metrics: promhttp.HandlerFor(metricsReg, promhttp.HandlerOpts{}),
 	})
 
-	edgeLn, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("edge: listen on %s (--http-addr): %w", cfg.HTTPAddr, err)
-	}
 	apiLn, err := net.Listen("tcp", cfg.APIAddr)
 	if err != nil {
-		edgeLn.Close()
 		return fmt.Errorf("api: listen on %s (--api-addr): %w", cfg.APIAddr, err)
 	}
 	sockLn, err := listenSocket(filepath.Join(cfg.DataDir, SocketName))
 	if err != nil {
-		edgeLn.Close()
 		apiLn.Close()
 		return err
 	}
-	tlsLn, err := cfg.Edge.listenTLS()
-	if err != nil {
-		edgeLn.Close()
-		apiLn.Close()
-		sockLn.Close()
-		return err
-	}
-
 	servers := []struct {
 		srv *http.Server
 		ln  net.Listener
 	}{
-		{edg.NewServer(), edgeLn},
 		{&http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}, apiLn},
 		{&http.Server{Handler: apiSrv.LocalHandler(), ReadHeaderTimeout: 10 * time.Second}, sockLn},
 	}
-	if tlsLn != nil {
-		// Serve on a TLS listener offering h2 speaks HTTP/2 or HTTP/1.1
-		// as ALPN chose.
-		servers = append(servers, struct {
-			srv *http.Server
-			ln  net.Listener
-		}{edg.NewServer(), tlsLn})
-		log.Info("edge serves TLS", "addr", tlsLn.Addr().String())
-	}
-	errc := make(chan error, len(servers)+1)
-	var fastEdge *edge.FastServer
-	if cfg.EdgeEngine != "nethttp" {
-		// fasthttp serves the plain listener instead of the net/http
-		// server listed first.
-		fastEdge = edg.NewFastServer()
-		servers = servers[1:]
-		wg.Go(func() {
-			if err := fastEdge.Serve(edgeLn); err != nil {
-				errc <- err
-			}
-		})
+	errc := make(chan error, len(servers)+3)
+	stopEdge, edgeAddr, err := serveEdge(ctx, &wg, errc, edg, cfg.HTTPAddr, cfg.EdgeEngine, cfg.Edge, log)
+	if err != nil {
+		apiLn.Close()
+		sockLn.Close()
+		return err
 	}
 	for _, s := range servers {
 		wg.Go(func() {
@@ -316,7 +290,7 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Go(func() { edg.ServeTCP(ctx) })
 
 	log.Info("skiff server ready",
-		"edge", edgeLn.Addr().String(), "api", apiLn.Addr().String(),
+		"edge", edgeAddr, "api", apiLn.Addr().String(),
 		"socket", sockLn.Addr().String(), "domain", cfg.Domain, "data_dir", cfg.DataDir)
 	if cfg.Ready != nil {
 		cfg.Ready()
@@ -334,9 +308,7 @@ func Run(ctx context.Context, cfg Config) error {
 	for _, s := range servers {
 		s.srv.Shutdown(shutdown)
 	}
-	if fastEdge != nil {
-		fastEdge.Shutdown(shutdown)
-	}
+	stopEdge()
 	return runErr
 }
 

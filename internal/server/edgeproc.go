@@ -1,0 +1,178 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/skiff-sh/skiff/internal/client"
+	"github.com/skiff-sh/skiff/internal/edge"
+	"github.com/skiff-sh/skiff/internal/edgefeed"
+)
+
+var _ edgefeed.Source = (*client.Client)(nil)
+
+// EdgeProcConfig is what `skiff edge` takes: an edge in a process of its
+// own, fed routes by a skiff server's API.
+type EdgeProcConfig struct {
+	// Server is the control plane's API URL, e.g. http://10.0.0.1:7070.
+	// Required.
+	Server string
+	// Token is the API token.
+	Token string
+	// Name tells this edge apart from others on the control plane.
+	// Default: the host name.
+	Name string
+	// HTTPAddr is the plain HTTP listener. Default ":8080".
+	HTTPAddr string
+	// TCPAddr is the host the apps' TCP ports listen on. Default: every
+	// interface.
+	TCPAddr string
+	// MetricsAddr serves GET /metrics (Prometheus). Default "": none.
+	MetricsAddr string
+	// EdgeEngine is what serves the plain listener: fasthttp (default)
+	// or nethttp.
+	EdgeEngine string
+	// Edge holds the TLS listener, timeouts, trusted proxies and access
+	// log; the access log defaults to standard output.
+	Edge   EdgeConfig
+	Logger *slog.Logger
+	// Ready, if set, is called once the listeners are open.
+	Ready func()
+}
+
+// RunEdge runs an edge process until ctx ends: it follows the control
+// plane's routes, and keeps serving the last ones while the control plane
+// is away.
+func RunEdge(ctx context.Context, cfg EdgeProcConfig) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Server == "" {
+		return errors.New("skiff edge needs --server: the API address of the skiff server whose routes it serves")
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = ":8080"
+	}
+	if cfg.Edge.AccessLog == "" {
+		cfg.Edge.AccessLog = "-"
+	}
+	tuneGC()
+	c, err := client.New(cfg.Server, cfg.Token)
+	if err != nil {
+		return fmt.Errorf("--server: %w", err)
+	}
+	tcpHost, err := tcpHost(cfg.TCPAddr)
+	if err != nil {
+		return err
+	}
+	opts := edge.Options{Logger: log.With("component", "edge"), TCP: edge.TCPOptions{Host: tcpHost}}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	closeLog, err := cfg.Edge.apply(&opts, "", reg)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	edg := edge.New(opts)
+	defer edg.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	errc := make(chan error, 4)
+	stop, addr, err := serveEdge(ctx, &wg, errc, edg, cfg.HTTPAddr, cfg.EdgeEngine, cfg.Edge, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if cfg.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics: listen on %s (--metrics-addr): %w", cfg.MetricsAddr, err)
+		}
+		ms := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			if err := ms.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		})
+		defer ms.Close()
+	}
+	wg.Go(func() { edg.ServeTCP(ctx) })
+	wg.Go(func() { edgefeed.Follow(ctx, c, cfg.Name, edg, log) })
+	log.Info("skiff edge ready", "edge", addr, "server", cfg.Server, "name", cfg.Name)
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	}
+}
+
+// serveEdge opens the edge's plain listener (and TLS listener, when
+// configured) and serves them until the returned stop is called; errors
+// of a listener go to errc. It returns the plain listener's address.
+func serveEdge(ctx context.Context, wg *sync.WaitGroup, errc chan<- error, edg *edge.Edge, httpAddr, engine string, ec EdgeConfig, log *slog.Logger) (stop func(), addr string, err error) {
+	ln, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return nil, "", fmt.Errorf("edge: listen on %s (--http-addr): %w", httpAddr, err)
+	}
+	tlsLn, err := ec.listenTLS()
+	if err != nil {
+		ln.Close()
+		return nil, "", err
+	}
+	var servers []*http.Server
+	serve := func(srv *http.Server, l net.Listener) {
+		servers = append(servers, srv)
+		wg.Go(func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		})
+	}
+	var fast *edge.FastServer
+	if engine == "nethttp" {
+		serve(edg.NewServer(), ln)
+	} else {
+		fast = edg.NewFastServer()
+		wg.Go(func() {
+			if err := fast.Serve(ln); err != nil {
+				errc <- err
+			}
+		})
+	}
+	if tlsLn != nil {
+		// A TLS listener offering h2 speaks HTTP/2 or HTTP/1.1 as ALPN
+		// chose.
+		serve(edg.NewServer(), tlsLn)
+		log.Info("edge serves TLS", "addr", tlsLn.Addr().String())
+	}
+	stop = func() {
+		shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		for _, s := range servers {
+			s.Shutdown(shutdown)
+		}
+		if fast != nil {
+			fast.Shutdown(shutdown)
+		}
+	}
+	return stop, ln.Addr().String(), nil
+}
