@@ -10,7 +10,7 @@ DATA    ?=
 DEMO_HTTP ?= 127.0.0.1:8080
 DEMO_API  ?= 127.0.0.1:7070
 
-.PHONY: build demo demo-stop test test-setup vet clean bench-edge bench-deploy reliability
+.PHONY: build demo demo-stop test test-setup vet clean bench-edge bench-deploy reliability image
 
 build:
 	$(GO) build -o $(SKIFF) ./cmd/skiff
@@ -51,6 +51,13 @@ BENCH_FLAGS ?=
 bench-edge: build
 	@scripts/bench-setup.sh
 	PATH="$$PATH:/usr/sbin" $(GO) run ./bench/edge -skiff $(SKIFF) -out bench/edge/results.md -engines fasthttp,nethttp $(BENCH_FLAGS)
+
+# image builds skiff's container image (a static binary in an empty
+# image) for `skiff kube install --image`; IMAGE names it.
+IMAGE ?= skiff:dev
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/skiff-static ./cmd/skiff
+	docker build -q -t $(IMAGE) .
 
 # bench-deploy measures the time from `skiff deploy --wait` to all traffic
 # on the new release, per strategy and runtime (a few minutes), and writes

@@ -85,6 +85,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		newServerCmd(),
 		newEdgeCmd(g),
+		newTokenCmd(),
 		newDeployCmd(g),
 		newAppsCmd(g),
 		newStatusCmd(g),
