@@ -9,6 +9,10 @@
 // use, or skips when the binaries are missing (scripts/kube-tools.sh
 // installs them) and fails instead under SKIFF_REQUIRE_INTEGRATION=1.
 // Tests isolate themselves in a Namespace of their own.
+//
+// To send real traffic to pods, a test runs itself in a network
+// namespace of its own (InNetNS), where the pod range is local, and
+// StartStandIns answers HTTP at each pod's IP and port.
 package kubetest
 
 import (
@@ -68,7 +72,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		opts.Nodes = 3
 	}
 	if opts.PodCIDR == "" {
-		opts.PodCIDR = "10.244.0.0/16"
+		opts.PodCIDR = PodCIDR
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 2 * time.Minute

@@ -28,6 +28,12 @@ func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 // cluster, in a namespace of the test's own, and returns its client.
 func kubeServer(t *testing.T) (*client.Client, *kubetest.Cluster, string) {
 	t.Helper()
+	return kubeServerAt(t, "127.0.0.1:0")
+}
+
+// kubeServerAt is kubeServer with its edge listening on httpAddr.
+func kubeServerAt(t *testing.T, httpAddr string) (*client.Client, *kubetest.Cluster, string) {
+	t.Helper()
 	c := kubetest.Require(t)
 	ns := c.Namespace(t)
 	dir := testenv.DataDir(t)
@@ -36,7 +42,7 @@ func kubeServer(t *testing.T) (*client.Client, *kubetest.Cluster, string) {
 	ready := make(chan struct{})
 	go func() {
 		done <- Run(ctx, Config{
-			DataDir: dir, HTTPAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", Domain: "localhost",
+			DataDir: dir, HTTPAddr: httpAddr, APIAddr: "127.0.0.1:0", Domain: "localhost",
 			Runtime: "kubernetes", Kube: KubeConfig{Kubeconfig: c.Kubeconfig, Namespace: ns},
 			Logger: slog.New(slog.DiscardHandler),
 			Ready:  func() { close(ready) },
