@@ -51,7 +51,12 @@ func startAbruptBackend(t *testing.T, id string) *abruptBackend {
 // the older instance out of the snapshot, drains it, kills it abruptly and
 // adds a fresh one. No request may fail.
 func TestDrainDuringRollingDeploy(t *testing.T) {
-	te := newTestEdge(t, Options{})
+	testDrainDuringRollingDeploy(t, newTestEdge(t, Options{}))
+}
+
+// testDrainDuringRollingDeploy is the test on te, which listeners_test.go gives
+// each listener in turn.
+func testDrainDuringRollingDeploy(t *testing.T, te *testEdge) {
 	var gen uint64
 	apply := func(bs ...*abruptBackend) {
 		gen++
@@ -250,7 +255,12 @@ func TestDrainWaitsForInFlight(t *testing.T) {
 }
 
 func TestDrainDeadlineWithUpgradedConnection(t *testing.T) {
-	te := newTestEdge(t, Options{})
+	testDrainDeadlineWithUpgradedConnection(t, newTestEdge(t, Options{}))
+}
+
+// testDrainDeadlineWithUpgradedConnection is the test on te, which listeners_test.go gives
+// each listener in turn.
+func testDrainDeadlineWithUpgradedConnection(t *testing.T, te *testEdge) {
 	be := echoUpgradeBackend(t, "ws")
 	te.Apply(&Snapshot{Generation: 1, Routes: []Route{{Host: "app.localhost", App: "app", Backends: []Backend{be}}}})
 	conn, _, res := dialUpgrade(t, te, "app.localhost")
@@ -281,7 +291,12 @@ func TestDrainDeadlineWithUpgradedConnection(t *testing.T) {
 // TestUpgradeSurvivesUnrelatedRouteChange: a WebSocket keeps working while
 // snapshots change other routes, and even its own route's other backends.
 func TestUpgradeSurvivesUnrelatedRouteChange(t *testing.T) {
-	te := newTestEdge(t, Options{})
+	testUpgradeSurvivesUnrelatedRouteChange(t, newTestEdge(t, Options{}))
+}
+
+// testUpgradeSurvivesUnrelatedRouteChange is the test on te, which listeners_test.go gives
+// each listener in turn.
+func testUpgradeSurvivesUnrelatedRouteChange(t *testing.T, te *testEdge) {
 	ws := echoUpgradeBackend(t, "ws")
 	other := newBackend(t, "other")
 	te.Apply(&Snapshot{Generation: 1, Routes: []Route{{Host: "app.localhost", App: "app", Backends: []Backend{ws}}}})

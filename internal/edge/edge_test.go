@@ -287,8 +287,11 @@ func TestConnectRefused(t *testing.T) {
 
 // TestSnapshotSwapUnderLoad swaps between two sets of live backends while
 // clients send requests: every request must be answered by one of them.
-func TestSnapshotSwapUnderLoad(t *testing.T) {
-	te := newTestEdge(t, Options{})
+func TestSnapshotSwapUnderLoad(t *testing.T) { testSnapshotSwapUnderLoad(t, newTestEdge(t, Options{})) }
+
+// testSnapshotSwapUnderLoad is the test on te, which listeners_test.go gives
+// each listener in turn.
+func testSnapshotSwapUnderLoad(t *testing.T, te *testEdge) {
 	sets := [2][]Backend{
 		{newBackend(t, "a"), newBackend(t, "b")},
 		{newBackend(t, "c"), newBackend(t, "d")},

@@ -61,8 +61,13 @@ func (e *Edge) NewFastServer() *FastServer {
 		Handler:     s.Handler(),
 		ReadTimeout: e.opts.ReadHeaderTimeout,
 		// The body's own timeout starts once the headers are in; each
-		// read of it extends the deadline (see requestBody).
-		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+		// read of it extends the deadline (see requestBody). A request
+		// without a body reads nothing more from the client, so it keeps
+		// the header deadline and spares a timer update per request.
+		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+			if h.ContentLength() == 0 && !h.ConnectionUpgrade() {
+				return fasthttp.RequestConfig{}
+			}
 			return fasthttp.RequestConfig{ReadTimeout: e.opts.ClientBodyTimeout}
 		},
 		IdleTimeout:           e.opts.IdleTimeout,
@@ -82,6 +87,9 @@ func (e *Edge) NewFastServer() *FastServer {
 // Serve accepts connections on ln until Shutdown, or until ln fails.
 func (s *FastServer) Serve(ln net.Listener) error {
 	s.serving.Store(true)
+	// An idle deadline a quarter of the idle timeout old still serves
+	// (fast_conn.go).
+	ln = lazyListener{Listener: ln, slack: s.e.opts.IdleTimeout / 4}
 	if err := s.srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("edge: serve: %w", err)
 	}
@@ -114,7 +122,8 @@ func (s *FastServer) serve(ctx *fasthttp.RequestCtx) {
 		s.viaNetHTTP(ctx)
 		return
 	}
-	start := time.Now()
+	// fasthttp took the time just before calling the handler.
+	start := ctx.Time()
 	id := fastRequestID(&req.Header)
 	// As net/http does, an absolute-form request names its host in the
 	// URI, which wins over the Host header.
@@ -216,19 +225,20 @@ func fastWritePage(ctx *fasthttp.RequestCtx, status int, requestID, msg string) 
 
 // logRequest is logRequest for fasthttp requests; rt and b may be nil.
 func (s *FastServer) logRequest(ctx *fasthttp.RequestCtx, start time.Time, id, host, path string, rt *route, b *backend, status int, in, out int64) {
+	d := time.Since(start)
 	if rt != nil && rt.metrics != nil {
 		if b == nil {
-			rt.metrics.record(status, time.Since(start).Seconds(), 0, 0)
+			rt.metrics.record(status, d.Seconds(), 0, 0)
 		} else {
-			rt.metrics.record(status, time.Since(start).Seconds(), in, out)
+			rt.metrics.record(status, d.Seconds(), in, out)
 		}
 	}
 	if s.e.log == nil {
 		return
 	}
 	en := accessEntry{
-		time: start, host: host, method: string(ctx.Method()), path: path,
-		status: status, bytes: out, duration: time.Since(start), requestID: id,
+		time: start, host: host, method: methodString(ctx.Method()), path: path,
+		status: status, bytes: out, duration: d, requestID: id,
 	}
 	if rt != nil {
 		en.app = rt.app
@@ -238,6 +248,20 @@ func (s *FastServer) logRequest(ctx *fasthttp.RequestCtx, start time.Time, id, h
 	}
 	s.e.log.add(en)
 }
+
+// methodString returns m as a string, without allocating one for the
+// standard methods.
+func methodString(m []byte) string {
+	for _, s := range standardMethods {
+		if string(m) == s {
+			return s
+		}
+	}
+	return string(m)
+}
+
+var standardMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete, http.MethodOptions}
 
 // fastLogger sends fasthttp's own messages (malformed requests, mostly)
 // to the edge's log at debug level: a client's bad request is not the

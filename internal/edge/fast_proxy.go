@@ -5,10 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"iter"
 	"net"
 	"net/http"
-	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -29,6 +27,9 @@ type fastExchange struct {
 	// it whole already.
 	body *requestBody
 	in   int64
+	// resp is the response body's state, kept here to save an
+	// allocation per request.
+	resp fastBody
 	// setCookie pins the client to its release of a split route ("" for
 	// none).
 	setCookie string
@@ -106,13 +107,21 @@ type idleConn struct {
 }
 
 // SetReadDeadline is called by fasthttp before each response with the
-// zero time (no timeout of its own): that starts the edge's.
+// zero time (no timeout of its own): that starts the edge's, unless a
+// deadline was set less than a quarter of idle ago, which leaves
+// between three quarters of idle and idle, as Read does. On a busy
+// connection that spares a timer update per request.
 func (c *idleConn) SetReadDeadline(t time.Time) error {
-	if t.IsZero() {
-		c.set = time.Now()
-		t = c.set.Add(c.idle)
+	if !t.IsZero() {
+		c.set = time.Time{} // not the edge's: the next zero time re-arms
+		return c.Conn.SetReadDeadline(t)
 	}
-	return c.Conn.SetReadDeadline(t)
+	now := time.Now()
+	if !c.set.IsZero() && now.Sub(c.set) <= c.idle/4 {
+		return nil
+	}
+	c.set = now
+	return c.Conn.SetReadDeadline(now.Add(c.idle))
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
@@ -123,38 +132,6 @@ func (c *idleConn) Read(p []byte) (int, error) {
 		}
 	}
 	return c.Conn.Read(p)
-}
-
-// hopHeaders are removed from requests and responses: they describe one
-// connection, not the message (RFC 9110 §7.6.1). Transfer-Encoding is
-// fasthttp's own to write.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Upgrade"}
-
-// removeHopHeaders removes the headers named in Connection, then the
-// hop-by-hop ones. Callers set their own headers after it, so a client's
-// "Connection: X-Forwarded-For" cannot remove them (Go CVE-2021-33197).
-// One pass over the headers finds whether there is anything to remove;
-// most messages have nothing.
-func removeHopHeaders(all iter.Seq2[[]byte, []byte], peek func(string) []byte, del func(string)) {
-	if c := peek("Connection"); len(c) > 0 {
-		for _, f := range bytes.Split(c, []byte{','}) {
-			if f = bytes.TrimSpace(f); len(f) > 0 {
-				del(string(f))
-			}
-		}
-		del("Connection")
-	}
-	var found []string
-	for k := range all {
-		for _, h := range hopHeaders {
-			if len(k) == len(h) && bytes.EqualFold(k, []byte(h)) {
-				found = append(found, h)
-			}
-		}
-	}
-	for _, h := range found {
-		del(h)
-	}
 }
 
 // forward proxies the request for ex, whose backend the caller acquired.
@@ -181,13 +158,15 @@ func (s *FastServer) forward(ctx *fasthttp.RequestCtx, ex *fastExchange) {
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	in.Header.CopyTo(&out.Header)
-	removeHopHeaders(out.Header.All(), out.Header.Peek, out.Header.Del)
-	s.setForwarded(ctx, &out.Header)
-	out.Header.Del(requestIDHeader)
-	out.Header.Set(requestIDHeader, ex.id)
+	// The server parsed the request's URI already; the client would parse
+	// the copy again.
+	out.SetURI(in.URI())
+	removeRequestHopHeaders(&out.Header)
+	s.setForwarded(ctx, ex, &out.Header)
+	out.Header.SetCanonical(hdrRequestID, s2b(ex.id))
 
 	if in.IsBodyStream() && in.Header.ContentLength() != 0 {
-		ex.body = &requestBody{src: io.NopCloser(ctx.RequestBodyStream()), max: ex.rt.maxBody,
+		ex.body = &requestBody{src: io.NopCloser(forwardTrailers(&in.Header, &out.Header).reader(ctx.RequestBodyStream())), max: ex.rt.maxBody,
 			timeout: s.e.opts.ClientBodyTimeout, deadline: ctx.Conn().SetReadDeadline}
 		out.SetBodyStream(&stickyErr{r: &bodyView{b: ex.body}}, in.Header.ContentLength())
 	} else {
@@ -201,10 +180,14 @@ func (s *FastServer) forward(ctx *fasthttp.RequestCtx, ex *fastExchange) {
 	}
 
 	up := fasthttp.AcquireResponse()
-	var sent time.Time
+	// The first attempt's time is the request's arrival: what the edge
+	// did since then is a few microseconds, not worth a clock read.
+	sent := ex.start
 	var err error
 	for attempt := 0; ; attempt++ {
-		sent = time.Now()
+		if attempt > 0 {
+			sent = time.Now()
+		}
 		err = s.fastClientFor(ex.b).hc.Do(out, up)
 		if err == nil {
 			break
@@ -234,10 +217,9 @@ func (s *FastServer) forward(ctx *fasthttp.RequestCtx, ex *fastExchange) {
 
 	up.Header.CopyTo(&ctx.Response.Header)
 	h := &ctx.Response.Header
-	removeHopHeaders(h.All(), h.Peek, h.Del)
+	removeResponseHopHeaders(h)
 	h.ResetConnectionClose()
-	h.Del(requestIDHeader)
-	h.Set(requestIDHeader, ex.id)
+	h.SetCanonical(hdrRequestID, s2b(ex.id))
 	if ex.setCookie != "" {
 		h.Add("Set-Cookie", ex.setCookie)
 	}
@@ -247,7 +229,9 @@ func (s *FastServer) forward(ctx *fasthttp.RequestCtx, ex *fastExchange) {
 	cl := up.Header.ContentLength()
 	st := up.StatusCode()
 	bodiless := in.Header.IsHead() || st < 200 || st == http.StatusNoContent || st == http.StatusNotModified
-	fb := &fastBody{s: s, ctx: ctx, ex: ex, up: up, src: up.BodyStream(), mayStream: !bodiless}
+	fb := &ex.resp
+	*fb = fastBody{s: s, ctx: ctx, ex: ex, up: up, src: up.BodyStream(), mayStream: !bodiless,
+		trailers: forwardTrailers(&up.Header, h)}
 	if fb.src == nil {
 		fb.src, fb.mayStream = bytes.NewReader(nil), false
 	}
@@ -322,61 +306,6 @@ func (s *stickyErr) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// setForwarded sets X-Forwarded-For, -Host, -Proto and Forwarded on the
-// upstream request as the net/http listener's setForwarded does. A
-// client that is no trusted proxy, the common case, has its values
-// replaced, which takes no more than the client's address; a trusted
-// proxy's request goes through setForwarded itself.
-func (s *FastServer) setForwarded(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader) {
-	var peer netip.Addr
-	ok := false
-	if ta, isTCP := ctx.RemoteAddr().(*net.TCPAddr); isTCP {
-		peer, ok = ta.AddrPort().Addr().Unmap(), true
-	}
-	proto := "http"
-	if ctx.IsTLS() {
-		proto = "https"
-	}
-	host := string(ctx.Host())
-	if ok && len(s.trusted) > 0 && s.trusted.contains(peer) {
-		s.setForwardedTrusted(ctx, h, host)
-		return
-	}
-	for _, k := range forwardingHeaders {
-		h.Del(k)
-	}
-	if ok {
-		h.Set("X-Forwarded-For", peer.String())
-	}
-	h.Set("X-Forwarded-Host", host)
-	h.Set("X-Forwarded-Proto", proto)
-	h.Set("Forwarded", forwardedElement(peer, ok, host, proto))
-}
-
-var forwardingHeaders = []string{"X-Forwarded-For", "Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto"}
-
-// setForwardedTrusted hands a trusted proxy's request to setForwarded,
-// through the little of an *http.Request it reads.
-func (s *FastServer) setForwardedTrusted(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader, host string) {
-	r := http.Request{RemoteAddr: ctx.RemoteAddr().String(), Host: host, Header: http.Header{}}
-	if ctx.IsTLS() {
-		r.TLS = ctx.TLSConnectionState()
-	}
-	for _, k := range forwardingHeaders {
-		for _, v := range ctx.Request.Header.PeekAll(k) {
-			r.Header.Add(k, string(v))
-		}
-	}
-	fw := http.Header{}
-	setForwarded(fw, &r, s.trusted)
-	for _, k := range forwardingHeaders {
-		h.Del(k)
-		if v, ok := fw[k]; ok && len(v) > 0 {
-			h.Set(k, v[0])
-		}
-	}
-}
-
 // upstreamFailed answers a request whose upstream round trip failed,
 // with the statuses the net/http listener uses, after recording the
 // failure for passive health and metrics.
@@ -437,6 +366,8 @@ type fastBody struct {
 	// (it was neither skipped nor read whole).
 	mayStream bool
 	closed    bool
+	// trailers carries the response's trailer (fast_trailer.go).
+	trailers *trailerCopy
 }
 
 func (fb *fastBody) Read(p []byte) (int, error) {
@@ -447,6 +378,7 @@ func (fb *fastBody) Read(p []byte) (int, error) {
 	fb.n += int64(n)
 	if err == io.EOF {
 		fb.eof = true
+		fb.trailers.copy()
 	}
 	return n, err
 }

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -299,6 +300,44 @@ func TestEnginesHead(t *testing.T) {
 					t.Fatalf("still %d in flight 5s after the responses", te.InFlight("app-1"))
 				}
 				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestEnginesKeepRequestTarget checks that the app gets the request
+// target exactly as the client sent it, encoded slashes, dot segments
+// and query included, on either listener.
+func TestEnginesKeepRequestTarget(t *testing.T) {
+	targets := []string{"/plain", "/a%2Fb/./c/../d?q=1&r=%20", "/%7Euser/x", "/sp%20ace/", "/?only=query"}
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			te := newEngineEdge(t, engine, Options{})
+			seen := make(chan string, 1)
+			app := newBackendFunc(t, "app-1", func(w http.ResponseWriter, r *http.Request) {
+				seen <- r.RequestURI
+			})
+			te.Apply(&Snapshot{Generation: 1, Routes: []Route{{Host: "app.test", App: "app", Backends: []Backend{app}}}})
+			c, err := net.Dial("tcp", strings.TrimPrefix(te.url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for _, target := range targets {
+				fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: app.test\r\n\r\n", target)
+				res, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("GET %s: %v", target, err)
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					t.Fatalf("GET %s: %s", target, res.Status)
+				}
+				if got := <-seen; got != target {
+					t.Errorf("GET %s reached the app as %s", target, got)
+				}
 			}
 		})
 	}

@@ -100,45 +100,51 @@ func setForwarded(out http.Header, in *http.Request, trusted trustedProxies) {
 // forwardedElement is the edge's own element of a Forwarded header:
 // for=<client>;host=<host>;proto=<proto>.
 func forwardedElement(peer netip.Addr, ok bool, host, proto string) string {
-	var b strings.Builder
-	b.WriteString("for=")
-	switch {
-	case !ok:
-		b.WriteString("unknown")
-	case peer.Is6():
-		b.WriteString(`"[` + peer.String() + `]"`)
-	default:
-		b.WriteString(peer.String())
-	}
-	if host != "" {
-		b.WriteString(";host=")
-		writeForwardedValue(&b, host)
-	}
-	b.WriteString(";proto=")
-	b.WriteString(proto)
-	return b.String()
+	return string(appendForwardedElement(nil, peer, ok, host, proto))
 }
 
-// writeForwardedValue writes v as an RFC 7230 token when it is one, and
-// as a quoted-string otherwise.
-func writeForwardedValue(b *strings.Builder, v string) {
+// appendForwardedElement appends forwardedElement's text to b; the
+// fasthttp listener builds it in a buffer of its own, without an
+// allocation per request.
+func appendForwardedElement(b []byte, peer netip.Addr, ok bool, host, proto string) []byte {
+	b = append(b, "for="...)
+	switch {
+	case !ok:
+		b = append(b, "unknown"...)
+	case peer.Is6():
+		b = append(b, `"[`...)
+		b = peer.AppendTo(b)
+		b = append(b, `]"`...)
+	default:
+		b = peer.AppendTo(b)
+	}
+	if host != "" {
+		b = append(b, ";host="...)
+		b = appendForwardedValue(b, host)
+	}
+	b = append(b, ";proto="...)
+	return append(b, proto...)
+}
+
+// appendForwardedValue appends v as an RFC 7230 token when it is one,
+// and as a quoted-string otherwise.
+func appendForwardedValue(b []byte, v string) []byte {
 	token := v != ""
 	for i := 0; i < len(v) && token; i++ {
 		token = isTokenChar(v[i])
 	}
 	if token {
-		b.WriteString(v)
-		return
+		return append(b, v...)
 	}
-	b.WriteByte('"')
+	b = append(b, '"')
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if c == '"' || c == '\\' {
-			b.WriteByte('\\')
+			b = append(b, '\\')
 		}
-		b.WriteByte(c)
+		b = append(b, c)
 	}
-	b.WriteByte('"')
+	return append(b, '"')
 }
 
 func isTokenChar(c byte) bool {

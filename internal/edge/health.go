@@ -70,11 +70,20 @@ func (b *backend) observe(d time.Duration, status int) {
 		return
 	}
 	h.errors.Store(0)
-	if h.ejections.Load() != 0 || h.ejectedUntil.Load() != 0 {
-		h.ejections.Store(0)
-		h.ejectedUntil.Store(0)
+	if h.recovered() {
 		b.pool.logger.Info("backend answers again; back in rotation", "backend", b.id, "addr", b.addr)
 	}
+}
+
+// recovered ends the ejection record of a backend that just succeeded,
+// and reports whether there was one to end.
+func (h *health) recovered() bool {
+	if h.ejections.Load() == 0 && h.ejectedUntil.Load() == 0 {
+		return false
+	}
+	h.ejections.Store(0)
+	h.ejectedUntil.Store(0)
+	return true
 }
 
 // failed records a request that got no response: connect says whether
@@ -93,20 +102,25 @@ func (b *backend) failed(connect bool) {
 	}
 }
 
-// eject takes b out of rotation for a cool-down that doubles with each
-// ejection since its last success, up to the pool's cap. The counters
-// restart, so a backend back from a cool-down gets the full allowance
-// again before the next, longer, ejection.
+// eject takes b out of rotation; see health.eject.
 func (b *backend) eject(why string) {
-	h := &b.health
+	d := b.health.eject(b.pool.cooldown, b.pool.maxCooldown)
+	b.pool.logger.Warn("backend ejected", "backend", b.id, "addr", b.addr, "reason", why, "cooldown", d)
+}
+
+// eject starts a cool-down that doubles with each ejection since the
+// last success, from cooldown up to maxCooldown, and returns its length.
+// The counters restart, so a backend back from a cool-down gets the full
+// allowance again before the next, longer, ejection.
+func (h *health) eject(cooldown, maxCooldown time.Duration) time.Duration {
 	h.connectFails.Store(0)
 	h.errors.Store(0)
 	n := h.ejections.Add(1)
-	d := b.pool.cooldown
-	for i := int32(1); i < n && d < b.pool.maxCooldown; i++ {
+	d := cooldown
+	for i := int32(1); i < n && d < maxCooldown; i++ {
 		d *= 2
 	}
-	d = min(d, b.pool.maxCooldown)
+	d = min(d, maxCooldown)
 	h.ejectedUntil.Store(time.Now().Add(d).UnixNano())
-	b.pool.logger.Warn("backend ejected", "backend", b.id, "addr", b.addr, "reason", why, "cooldown", d)
+	return d
 }

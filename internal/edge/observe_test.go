@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,14 +64,17 @@ func TestAccessLogDropsWhenBehind(t *testing.T) {
 	defer close(r)
 	m := newMetrics(nil)
 	l := newAccessLog(w, m.logDropped.Inc)
-	for range 2 * accessLogQueue {
-		l.add(accessEntry{status: 200})
+	e := accessEntry{status: 200}
+	line := len(appendAccessEntry(nil, &e, &logClock{}))
+	n := 4 * accessLogMaxPending / line
+	for range n {
+		l.add(e)
 	}
-	// The queue holds accessLogQueue entries and the writer's buffer a few
-	// hundred more before it blocks; the rest must be dropped, not waited
-	// for.
-	if n := l.dropped.Load(); n < accessLogQueue/2 {
-		t.Fatalf("dropped %d entries, want at least %d", n, accessLogQueue/2)
+	// The writer blocks on its first buffer, and at most
+	// accessLogMaxPending bytes (and the line that passed it) wait
+	// beside it; the rest must be dropped, not waited for.
+	if kept := 2 * (accessLogMaxPending/line + 1); l.dropped.Load() < int64(n-kept) {
+		t.Fatalf("dropped %d of %d entries, want at least %d", l.dropped.Load(), n, n-kept)
 	}
 	if got := testutil.ToFloat64(m.logDropped); got != float64(l.dropped.Load()) {
 		t.Fatalf("drop metric %v, want %d", got, l.dropped.Load())
@@ -97,6 +101,37 @@ func TestAppendJSONString(t *testing.T) {
 		}
 		if want := strings.ToValidUTF8(s, "\ufffd"); got != want {
 			t.Fatalf("%q round-tripped to %q, want %q", s, got, want)
+		}
+	}
+}
+
+func TestLogClock(t *testing.T) {
+	times := []time.Time{
+		time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC),
+		time.Date(2026, 1, 2, 23, 59, 59, 5, time.UTC),
+		time.Date(1999, 12, 31, 0, 0, 0, 120000000, time.FixedZone("x", 3600)),
+		time.Date(12345, 1, 1, 0, 0, 0, 999999999, time.UTC),
+		time.Now(),
+	}
+	for i := range 1000 {
+		times = append(times, time.Unix(int64(i)*7919*86400/3, int64(i)*999983%1e9))
+	}
+	// The same second twice: once formatted, once from the cache.
+	times = append(times, times[0].Add(time.Millisecond), times[0])
+	var c logClock
+	for _, tm := range times {
+		want := tm.UTC().Format(time.RFC3339Nano)
+		if got := string(c.appendTime(nil, tm)); got != want {
+			t.Fatalf("appendTime(%v) = %q, want %q", tm, got, want)
+		}
+	}
+}
+
+func TestAppendSeconds(t *testing.T) {
+	for _, d := range []time.Duration{0, 1, 499, 501, 1501, time.Millisecond, 1234567891, 90 * time.Minute, -2500 * time.Microsecond} {
+		want := strconv.FormatFloat(d.Seconds(), 'f', 6, 64)
+		if got := string(appendSeconds(nil, d)); got != want {
+			t.Errorf("appendSeconds(%v) = %q, want %q", d, got, want)
 		}
 	}
 }

@@ -185,6 +185,7 @@ func (ex *exchange) moveTo(req *http.Request, next *backend) (*http.Request, err
 		out.Body = v
 	}
 	out.URL.Host = next.addr
+	shareTrailer(out, req)
 	ex.retried = true
 	ex.sends.Store(0)
 	prev := ex.b
@@ -192,6 +193,22 @@ func (ex *exchange) moveTo(req *http.Request, next *backend) (*http.Request, err
 	ex.watch(next)
 	prev.done()
 	return out, nil
+}
+
+// shareTrailer gives out the trailer map of in, the request it was
+// cloned from. The server fills in a request's trailers only when its
+// body ends, long after a clone took a copy of the still empty map; the
+// transport reads them at that same point, so a shared map carries them
+// upstream. A body of known length cannot carry trailers over HTTP/1.1,
+// so one that has them (possible over HTTP/2) goes chunked.
+func shareTrailer(out, in *http.Request) {
+	if len(in.Trailer) == 0 {
+		return
+	}
+	out.Trailer = in.Trailer
+	if out.ContentLength > 0 {
+		out.ContentLength = -1
+	}
 }
 
 // pickRetry chooses and counts another open backend of rt than failed, or
@@ -242,6 +259,7 @@ func (e *Edge) newProxy(buffers httputil.BufferPool, trusted trustedProxies) *ht
 			// here reaches the app.
 			setForwarded(pr.Out.Header, pr.In, trusted)
 			pr.Out.Header[requestIDHeader] = []string{ex.id}
+			shareTrailer(pr.Out, pr.In)
 		},
 		Transport: &upstream{e: e, fresh: newTransport(e.opts, false, false)},
 		// Flush every write at once: server-sent events and other streams

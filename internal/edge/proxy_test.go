@@ -116,14 +116,11 @@ func echoUpgradeBackend(t *testing.T, name string) Backend {
 	})
 }
 
-// dialUpgrade opens a raw connection to the edge and upgrades it.
+// dialUpgrade opens a raw connection to the edge (with TLS, asking for
+// HTTP/1.1, on the TLS listener) and upgrades it.
 func dialUpgrade(t *testing.T, te *testEdge, host string) (net.Conn, *bufio.Reader, *http.Response) {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(te.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := te.dial(t)
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprintf(conn, "GET /socket HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", host)
 	br := bufio.NewReader(conn)

@@ -200,7 +200,12 @@ func TestTransportRetryCounts(t *testing.T) {
 // TestBackendKilledUnderLoad kills a backend that holds requests: every
 // GET it held is answered by the other backend; only POSTs it held fail.
 func TestBackendKilledUnderLoad(t *testing.T) {
-	te := newTestEdge(t, Options{})
+	testBackendKilledUnderLoad(t, newTestEdge(t, Options{}))
+}
+
+// testBackendKilledUnderLoad is the test on te, which listeners_test.go gives
+// each listener in turn.
+func testBackendKilledUnderLoad(t *testing.T, te *testEdge) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -32,21 +32,21 @@ func TestSlowClients(t *testing.T) {
 		t.Skip("opens 1,000 connections")
 	}
 	e := New(Options{Logger: quietLogger, ReadHeaderTimeout: 2 * time.Second})
-	e.Apply(&Snapshot{Generation: 1, Routes: []Route{{Host: "app.localhost", App: "app", Backends: []Backend{newBackend(t, "a")}}}})
-	addr := serveEdge(t, e)
+	url := "http://" + serveEdge(t, e)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	testSlowClients(t, &testEdge{Edge: e, url: url, client: client})
+}
+
+// testSlowClients is TestSlowClients on te, whose listener must have the
+// edge's real client timeouts (not httptest's server) and a header
+// timeout of 2s; listeners_test.go gives it each listener in turn.
+func testSlowClients(t *testing.T, te *testEdge) {
+	te.Apply(&Snapshot{Generation: 1, Routes: []Route{{Host: "app.localhost", App: "app", Backends: []Backend{newBackend(t, "a")}}}})
 
 	const slow = 1000
 	conns := make([]net.Conn, 0, slow)
-	t.Cleanup(func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	for i := range slow {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatalf("slow client %d: %v", i, err)
-		}
+	for range slow {
+		c := te.dial(t)
 		conns = append(conns, c)
 		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: app.localhost\r\nX-Slow: ")
 	}
@@ -71,12 +71,11 @@ func TestSlowClients(t *testing.T) {
 	})
 	defer func() { close(stop); wg.Wait() }()
 
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for i := range 20 {
 		start := time.Now()
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+		req, _ := http.NewRequest(http.MethodGet, te.url+"/", nil)
 		req.Host = "app.localhost"
-		res, err := client.Do(req)
+		res, err := te.client.Do(req)
 		if err != nil {
 			t.Fatalf("request %d among slow clients: %v", i, err)
 		}
@@ -90,12 +89,13 @@ func TestSlowClients(t *testing.T) {
 		}
 	}
 
-	// The header timeout closes the trickling connections.
+	// The header timeout closes the trickling connections, after at most
+	// an answer saying so (fasthttp's 408).
 	var closed int
 	for _, c := range conns {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err := c.Read(make([]byte, 512))
-		if ne, ok := err.(net.Error); err != nil && !(ok && ne.Timeout()) {
+		_, err := io.Copy(io.Discard, c)
+		if !isTimeoutErr(err) {
 			closed++
 		}
 	}

@@ -2,8 +2,10 @@ package edge
 
 import (
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"sort"
+	"time"
 )
 
 // TCPRoute forwards connections on one of the edge's TCP ports to the
@@ -57,6 +59,10 @@ type tcpTarget struct {
 	b      *backend
 	addr   string
 	weight int64
+	// health is the passive health of connects to addr. It is not the
+	// backend's own, since an instance's TCP port may refuse while its
+	// HTTP port answers; the tcpProxy keeps it across snapshots.
+	health *health
 }
 
 func emptyTCPTable() *tcpTable {
@@ -71,22 +77,30 @@ func (t *tcpTable) apps(port int) []string {
 	}
 	seen := map[string]bool{}
 	var out []string
-	add := func(rt *tcpRoute) {
+	for rt := range tp.routes() {
 		if !seen[rt.app] {
 			seen[rt.app] = true
 			out = append(out, rt.app)
 		}
 	}
-	if tp.whole != nil {
-		add(tp.whole)
-	}
-	for _, m := range []map[string]*tcpRoute{tp.exact, tp.wildcard} {
-		for _, rt := range m {
-			add(rt)
-		}
-	}
 	sort.Strings(out)
 	return out
+}
+
+// routes yields every route of the port.
+func (tp *tcpPort) routes() iter.Seq[*tcpRoute] {
+	return func(yield func(*tcpRoute) bool) {
+		if tp.whole != nil && !yield(tp.whole) {
+			return
+		}
+		for _, m := range []map[string]*tcpRoute{tp.exact, tp.wildcard} {
+			for _, rt := range m {
+				if !yield(rt) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // lookup finds the route of a connection that asked for server name sni
@@ -193,16 +207,25 @@ func (p *pool) resolveTCPLocked(sb Backend) *backend {
 
 // pick chooses the open target of rt with the fewest connections and
 // requests in flight per unit of weight, skipping the backends in tried.
-// Ties go to a random one in proportion to weight. It returns nil when no
-// target is left.
+// Ties go to a random one in proportion to weight. Targets ejected by
+// passive health sit out unless every open target is ejected, as on HTTP
+// routes. It returns nil when no target is left.
 func (rt *tcpRoute) pick(tried map[*backend]bool) *tcpTarget {
+	now := time.Now().UnixNano()
+	if tg := rt.pickAmong(tried, now, true); tg != nil {
+		return tg
+	}
+	return rt.pickAmong(tried, now, false)
+}
+
+func (rt *tcpRoute) pickAmong(tried map[*backend]bool, now int64, skipEjected bool) *tcpTarget {
 	var (
 		best                  *tcpTarget
 		bestLoad, bestW, tieW int64
 	)
 	for i := range rt.targets {
 		tg := &rt.targets[i]
-		if tg.b.closed() || tried[tg.b] {
+		if tg.b.closed() || tried[tg.b] || skipEjected && tg.health != nil && tg.health.ejected(now) {
 			continue
 		}
 		load := tg.b.inflight.Load()
@@ -222,4 +245,57 @@ func (rt *tcpRoute) pick(tried map[*backend]bool) *tcpTarget {
 		}
 	}
 	return best
+}
+
+// tcpHealthKey names the connect health of one TCP target: its backend
+// state and the address connects go to.
+type tcpHealthKey struct {
+	b    *backend
+	addr string
+}
+
+// attachHealth gives every target of t its connect health: the state
+// kept for the same backend and address, or a fresh one. State of targets
+// t no longer has is forgotten. Apply calls it, one at a time, before it
+// publishes t.
+func (p *tcpProxy) attachHealth(t *tcpTable) {
+	kept := make(map[tcpHealthKey]*health, len(p.health))
+	for _, tp := range t.ports {
+		for rt := range tp.routes() {
+			for i := range rt.targets {
+				tg := &rt.targets[i]
+				k := tcpHealthKey{tg.b, tg.addr}
+				h := kept[k]
+				if h == nil {
+					if h = p.health[k]; h == nil {
+						h = new(health)
+					}
+					kept[k] = h
+				}
+				tg.health = h
+			}
+		}
+	}
+	p.health = kept
+}
+
+// connectFailed records a failed connect to tg, ejecting it after
+// connectFailLimit in a row for a cool-down that grows as an HTTP
+// backend's does.
+func (p *tcpProxy) connectFailed(rt *tcpRoute, tg *tcpTarget) {
+	if tg.health.connectFails.Add(1) < connectFailLimit {
+		return
+	}
+	d := tg.health.eject(tg.b.pool.cooldown, tg.b.pool.maxCooldown)
+	p.logger.Warn("tcp backend ejected", "port", rt.port, "app", rt.app, "backend", tg.b.id, "addr", tg.addr,
+		"reason", "consecutive failed connects", "cooldown", d)
+}
+
+// connected records a connect to tg that succeeded.
+func (p *tcpProxy) connected(rt *tcpRoute, tg *tcpTarget) {
+	tg.health.connectFails.Store(0)
+	if tg.health.recovered() {
+		p.logger.Info("tcp backend connects again; back in rotation", "port", rt.port, "app", rt.app,
+			"backend", tg.b.id, "addr", tg.addr)
+	}
 }

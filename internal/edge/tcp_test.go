@@ -3,16 +3,12 @@ package edge
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -266,10 +262,19 @@ func isTimeoutErr(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// TestTCPConnectFailover: a backend that refuses connections costs the
-// client nothing; another takes it.
-func TestTCPConnectFailover(t *testing.T) {
-	e := tcpEdge(t, TCPOptions{})
+// TestTCPPassiveEjection: a backend that refuses connections costs the
+// client nothing, another takes it; once its connects failed a few times
+// in a row it sits out a cool-down, so new connections stop paying for a
+// connect to it, then it is tried again.
+func TestTCPPassiveEjection(t *testing.T) {
+	const cooldown = time.Second
+	logs := &messageCounter{}
+	e := New(Options{Logger: slog.New(logs), EjectionCooldown: cooldown, DialTimeout: time.Second,
+		TCP: TCPOptions{Host: "127.0.0.1"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- e.ServeTCP(ctx) }()
+	t.Cleanup(func() { cancel(); <-served })
 	port := testenv.FreePort(t)
 	dead := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	e.Apply(tcpSnapshot(1, TCPRoute{Port: port, App: "game", Backends: []Backend{
@@ -277,13 +282,67 @@ func TestTCPConnectFailover(t *testing.T) {
 		{ID: "a", Addr: echoServer(t, "a")},
 	}}))
 	waitOpen(t, e, port)
-	for i := range 10 {
+	connect := func(i int) {
+		t.Helper()
 		c := dialEdge(t, port)
+		defer c.Close()
 		if got, err := c.ask("x"); err != nil || got != "a: x" {
-			t.Fatalf("connection %d: got %q, %v", i, got, err)
+			t.Fatalf("connection %d: got %q, %v; want the live backend's answer", i, got, err)
 		}
-		c.Close()
 	}
+	const failed = "tcp upstream connect failed"
+	for i := 0; logs.count(failed) < connectFailLimit; i++ {
+		if i > 500 {
+			t.Fatalf("%d connections made %d connects to the dead backend, want %d", i, logs.count(failed), connectFailLimit)
+		}
+		connect(i)
+	}
+	ejected := time.Now()
+	if n := logs.count("tcp backend ejected"); n != 1 {
+		t.Fatalf("%d ejections logged after %d failed connects in a row, want 1", n, connectFailLimit)
+	}
+	for i := 0; time.Since(ejected) < cooldown/2; i++ {
+		connect(i)
+		if n := logs.count(failed); n != connectFailLimit {
+			t.Fatalf("connection %d during the cool-down tried the ejected backend (%d failed connects)", i, n)
+		}
+	}
+	// Once the cool-down is over the backend is tried again.
+	for i := 0; logs.count(failed) == connectFailLimit; i++ {
+		if time.Since(ejected) > cooldown+10*time.Second {
+			t.Fatalf("the ejected backend was not tried again %v after its cool-down", 10*time.Second)
+		}
+		connect(i)
+	}
+	if d := time.Since(ejected); d < cooldown {
+		t.Fatalf("the ejected backend was tried again after %v, within its cool-down of %v", d, cooldown)
+	}
+}
+
+// messageCounter is a slog handler that counts records by message.
+type messageCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (m *messageCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (m *messageCounter) WithAttrs([]slog.Attr) slog.Handler       { return m }
+func (m *messageCounter) WithGroup(string) slog.Handler            { return m }
+
+func (m *messageCounter) Handle(_ context.Context, r slog.Record) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == nil {
+		m.n = map[string]int{}
+	}
+	m.n[r.Message]++
+	return nil
+}
+
+func (m *messageCounter) count(msg string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n[msg]
 }
 
 func TestTCPIdleTimeout(t *testing.T) {
@@ -375,31 +434,8 @@ func TestTCPRouteValidation(t *testing.T) {
 
 // selfSigned makes a certificate for names and a pool trusting it.
 func selfSigned(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+	c := testenv.SelfSigned(t, names...)
+	return c.TLS, c.Roots
 }
 
 // tlsEchoServer terminates TLS with cert and answers each line with

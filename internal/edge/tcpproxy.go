@@ -51,6 +51,9 @@ type tcpProxy struct {
 	buffers     *bufferPool
 
 	table atomic.Pointer[tcpTable]
+	// health is the connect health of every target of table; only apply
+	// touches it.
+	health map[tcpHealthKey]*health
 	// wake tells ServeTCP that a new table was applied.
 	wake chan struct{}
 
@@ -99,8 +102,10 @@ func newTCPProxy(opts TCPOptions, dialTimeout time.Duration, logger *slog.Logger
 	return p
 }
 
-// apply publishes t and wakes the listener loop.
+// apply publishes t, its targets' connect health attached, and wakes the
+// listener loop. Edge.Apply calls it, one at a time.
 func (p *tcpProxy) apply(t *tcpTable) {
+	p.attachHealth(t)
 	p.table.Store(t)
 	select {
 	case p.wake <- struct{}{}:
@@ -161,8 +166,10 @@ func (p *tcpProxy) serveConn(c net.Conn, port int) {
 			tg.b.done()
 			tried[tg.b] = true
 			log.Warn("tcp upstream connect failed", "app", rt.app, "backend", tg.b.id, "addr", tg.addr, "err", err)
+			p.connectFailed(rt, tg)
 			continue
 		}
+		p.connected(rt, tg)
 		p.forward(&tcpConn{client: c, upstream: up}, tg.b, hello)
 		return
 	}
