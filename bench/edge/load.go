@@ -52,6 +52,17 @@ type sample struct {
 	seconds  float64
 	// latencies in microseconds
 	p50, p99, p999 float64
+	// cpu is the CPU time (user and system) the target's process group
+	// used during the run, in seconds; 0 for a target without one.
+	cpu float64
+}
+
+// cpuPerRequest is the target's CPU time per request, in microseconds.
+func (s sample) cpuPerRequest() float64 {
+	if s.requests <= 0 {
+		return 0
+	}
+	return s.cpu / float64(s.requests) * 1e6
 }
 
 func (s sample) rps() float64 {
@@ -105,7 +116,7 @@ func (h *harness) measure(ctx context.Context) (*results, error) {
 				}
 				res.samples[c.name][t.name] = append(res.samples[c.name][t.name], *s)
 				h.log.Info("run", "round", round+1, "cell", c.name, "target", t.name,
-					"rps", int(s.rps()), "p50_ms", s.p50/1000, "p99_ms", s.p99/1000, "errors", s.errors)
+					"rps", int(s.rps()), "p50_ms", s.p50/1000, "p99_ms", s.p99/1000, "cpu_us_per_req", int(s.cpuPerRequest()*10)/10.0, "errors", s.errors)
 			}
 		}
 	}
@@ -131,10 +142,21 @@ func (h *harness) load(ctx context.Context, t *target, c cell, d time.Duration) 
 	// backstop for a tool that hangs.
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	if c.h2 {
-		return h.h2load(ctx, base+c.path, d)
+	var before float64
+	if t.pid != 0 {
+		before = cpuOf(t.pid)
 	}
-	return h.wrk(ctx, base+c.path, d)
+	var s *sample
+	var err error
+	if c.h2 {
+		s, err = h.h2load(ctx, base+c.path, d)
+	} else {
+		s, err = h.wrk(ctx, base+c.path, d)
+	}
+	if s != nil && t.pid != 0 {
+		s.cpu = cpuOf(t.pid) - before
+	}
+	return s, err
 }
 
 var wrkLine = regexp.MustCompile(`BENCH requests=(\d+) duration_us=(\d+) errors=(\d+) p50_us=(\d+) p99_us=(\d+) p999_us=(\d+)`)
@@ -257,26 +279,61 @@ func median(v []float64) float64 {
 // process in pid's process group (nginx's workers, for one), which
 // counts shared pages once per process.
 func memoryOf(pid int) (rss, hwm int64) {
+	for _, p := range processGroup(pid) {
+		r, w := processMemory(p)
+		rss, hwm = rss+r, hwm+w
+	}
+	return rss, hwm
+}
+
+// cpuOf sums the CPU time, user and system, in seconds, that every
+// process in pid's process group has used so far.
+func cpuOf(pid int) float64 {
+	var ticks int64
+	for _, p := range processGroup(pid) {
+		if f := procStat(p); len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			ticks += u + s
+		}
+	}
+	return float64(ticks) / clockTicks
+}
+
+// clockTicks is the unit of /proc/<pid>/stat's times (USER_HZ), 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+// processGroup lists the processes in pid's process group.
+func processGroup(pid int) []int {
+	var out []int
+	pgrp := strconv.Itoa(pid)
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
+		if f := procStat(p); len(f) > 2 && f[2] == pgrp {
+			out = append(out, p)
 		}
-		// Fields after the command, which may hold spaces, end with ')'.
-		i := bytes.LastIndexByte(stat, ')')
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 3 || f[2] != strconv.Itoa(pid) {
-			continue
-		}
-		r, w := processMemory(p)
-		rss, hwm = rss+r, hwm+w
 	}
-	return rss, hwm
+	return out
+}
+
+// procStat returns the fields of /proc/<pid>/stat after the command
+// (state, ppid, pgrp, …), or nil.
+func procStat(pid int) []string {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	// The command, which may hold spaces, ends with the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(stat[i+1:]))
 }
 
 func processMemory(pid int) (rss, hwm int64) {

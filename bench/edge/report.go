@@ -74,13 +74,18 @@ func (r *results) markdown() string {
 			"(fasthttp is the default); the TLS listener (the HTTP/2 cells) is net/http in both, so their HTTP/2 rows differ by noise only.\n")
 	}
 	w("- Peers run from bench/edge/conf (worker counts automatic, keep-alive to the upstream, an access-log line per request, " +
-		"X-Forwarded-For/-Host/-Proto and X-Request-ID set), as the current user, on 127.0.0.1.\n")
+		"X-Forwarded-For/-Host/-Proto and X-Request-ID set), as the current user, on 127.0.0.1. " +
+		"nginx writes the same JSON line as skiff through the same kind of buffer (64 KiB, flushed every 250 ms); " +
+		"HAProxy and Caddy have no such buffer for a log file and write each line as it comes.\n")
 	w("- Load: HTTP/1.1 with `wrk -t%d -c%d` (latency percentiles from a Lua `done` hook); HTTP/2 over TLS with `h2load -t%d -c%d -m1` "+
 		"(percentiles from its per-request log). The HTTP/1.1 1 KiB cell runs %s per target and round, the others %s.\n",
 		r.cfg.threads, r.cfg.conns, r.cfg.threads, r.cfg.conns, r.cfg.dur1k, r.cfg.durOther)
 	w("- %d rounds after a 1 s warm-up per target and cell; in each round every cell runs every target once, in an order that rotates per round. "+
 		"Ratios are taken within one round (same minute, same noise) and then the median over rounds is reported; "+
-		"req/s and latencies are medians over rounds. The load generator shares the machine's cores with the proxy and the backend.\n\n",
+		"req/s and latencies are medians over rounds. The load generator shares the machine's cores with the proxy and the backend.\n"+
+		"- CPU µs/req is the CPU time (user and system, from /proc) the target's process group used during a run, divided by the requests it served: "+
+		"a proxy's cost per request, much less disturbed by other load on the machine than req/s. The backend's and the load generator's CPU are not in it; "+
+		"for skiff it is the whole `skiff server`.\n\n",
 		r.cfg.rounds)
 
 	names := make([]string, 0, len(r.targets))
@@ -89,12 +94,12 @@ func (r *results) markdown() string {
 	}
 	for _, c := range r.cells {
 		w("## %s\n\n", c.label)
-		w("| target | req/s | p50 ms | p99 ms | p99.9 ms | ratio to nginx | ratio to no proxy | errors |\n")
-		w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		w("| target | req/s | p50 ms | p99 ms | p99.9 ms | ratio to nginx | ratio to no proxy | CPU µs/req | errors |\n")
+		w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, n := range names {
 			ss := r.samples[c.name][n]
 			if len(ss) == 0 {
-				w("| %s | – | – | – | – | – | – | no listener for this protocol |\n", n)
+				w("| %s | – | – | – | – | – | – | – | no listener for this protocol |\n", n)
 				continue
 			}
 			var errs, reqs int64
@@ -102,12 +107,16 @@ func (r *results) markdown() string {
 				errs += s.errors
 				reqs += s.requests
 			}
-			w("| %s | %.0f | %.2f | %.2f | %.2f | %s | %s | %d of %d |\n", n,
+			cpu := "–"
+			if v := r.med(c.name, n, sample.cpuPerRequest); v > 0 {
+				cpu = fmt.Sprintf("%.1f", v)
+			}
+			w("| %s | %.0f | %.2f | %.2f | %.2f | %s | %s | %s | %d of %d |\n", n,
 				r.med(c.name, n, sample.rps),
 				r.med(c.name, n, func(s sample) float64 { return s.p50 / 1000 }),
 				r.med(c.name, n, func(s sample) float64 { return s.p99 / 1000 }),
 				r.med(c.name, n, func(s sample) float64 { return s.p999 / 1000 }),
-				ratioText(r.ratios(c.name, n, "nginx")), ratioText(r.ratios(c.name, n, "noproxy")), errs, reqs)
+				ratioText(r.ratios(c.name, n, "nginx")), ratioText(r.ratios(c.name, n, "noproxy")), cpu, errs, reqs)
 		}
 		w("\nreq/s per round: ")
 		var parts []string
