@@ -24,8 +24,23 @@ func follower(t *testing.T, h *Hub, name string) (got chan *edge.Snapshot, stop 
 		done <- h.Follow(ctx, name, func(s *edge.Snapshot) error { got <- s; return nil })
 	}()
 	h.Ack(name, Ack{}) // connected: it reported once
+	deadline := time.Now().Add(5 * time.Second)
+	for !following(h, name) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not follow after 5s", name)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	var once sync.Once
 	return got, func() { once.Do(func() { cancel(); <-done }) }
+}
+
+// following reports whether the edge called name has a stream open.
+func following(h *Hub, name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r, ok := h.remotes[name]
+	return ok && r.streams > 0
 }
 
 // returnsWithin runs f and reports whether it returned within d.
