@@ -194,6 +194,10 @@ func (r *Runtime) Remove(ctx context.Context, app, id string) error {
 		if err != nil {
 			return fmt.Errorf("remove instance %s of %s: %w", id, app, err)
 		}
+		if cached, err := r.pods.Get(id); apierrors.IsNotFound(err) || (err == nil && cached.DeletionTimestamp != nil) {
+			// The ReplicaSet deleted this very pod after the read above.
+			break
+		}
 		if r.activePods(p.Labels) <= int(target) || time.Now().After(deadline) {
 			// The ReplicaSet deleted another pod, or has not acted yet:
 			// delete this one. If it had not acted, this deletion is the
