@@ -47,22 +47,22 @@ func (s *Server) edgeRoutes(w http.ResponseWriter, r *http.Request) {
 	out := newNDJSON(w)
 	var mu sync.Mutex // the feed and the keep-alive share the stream
 	ctx, cancel := context.WithCancel(r.Context())
-	errc := make(chan error, 1)
+	done := make(chan struct{})
 	go func() {
-		errc <- s.cfg.Edges.Follow(ctx, name, func(snap *edge.Snapshot) error {
+		defer close(done)
+		s.cfg.Edges.Follow(ctx, name, func(snap *edge.Snapshot) error {
 			mu.Lock()
 			defer mu.Unlock()
 			return out.send(snap)
 		})
 	}()
 	// The feed's goroutine has stopped writing before the handler returns.
-	defer func() { cancel(); <-errc }()
+	defer func() { cancel(); <-done }()
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	for {
 		select {
-		case err := <-errc:
-			errc <- err // for the deferred wait
+		case <-done:
 			return
 		case <-keepalive.C:
 			mu.Lock()

@@ -32,17 +32,12 @@ Apps keep running when the server stops; the next start adopts them.`,
 			if err := flagsFromEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level %q: expected debug, info, warn or error", logLevel)
-			}
-			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			cfg.MaxUpload = maxUploadMiB << 20
-			tp, err := edge.ParseTrustedProxies(trustedProxies)
+			log, err := edgeSetup(cmd, logLevel, trustedProxies, &cfg.Edge)
 			if err != nil {
-				return fmt.Errorf("--trusted-proxies: %w", err)
+				return err
 			}
-			cfg.Edge.TrustedProxies = tp
+			cfg.Logger = log
+			cfg.MaxUpload = maxUploadMiB << 20
 			return server.Run(cmd.Context(), cfg)
 		},
 	}
@@ -60,20 +55,42 @@ Apps keep running when the server stops; the next start adopts them.`,
 	f.DurationVar(&cfg.BackoffMax, "restart-backoff-max", 5*time.Minute, "longest restart delay")
 	f.DurationVar(&cfg.StopGrace, "stop-grace", 10*time.Second, "time between SIGTERM and SIGKILL when an instance stops")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "longest wait for a leaving instance's requests to finish")
-	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringVar(&cfg.EdgeEngine, "edge-engine", "fasthttp", "what serves the edge's plain HTTP listener: fasthttp or nethttp")
-	f.MarkHidden("edge-engine")
-	f.StringVar(&cfg.Edge.HTTPSAddr, "https-addr", "", "address of the edge's TLS listener (HTTP/2 and HTTP/1.1); needs --tls-cert and --tls-key")
-	f.StringVar(&cfg.Edge.TLSCert, "tls-cert", "", "PEM certificate chain for --https-addr")
-	f.StringVar(&cfg.Edge.TLSKey, "tls-key", "", "PEM private key for --https-addr")
-	f.StringVar(&trustedProxies, "trusted-proxies", "", "CIDRs or addresses of proxies in front of the edge whose X-Forwarded-*/Forwarded headers are kept (comma-separated); default none")
+	edgeFlags(f, &logLevel, &cfg.EdgeEngine, &trustedProxies, &cfg.Edge)
 	f.StringVar(&cfg.Edge.AccessLog, "access-log", "", "access log: a file, - for standard output, or off; default <data-dir>/access.log")
-	f.DurationVar(&cfg.Edge.ReadHeaderTimeout, "edge-header-timeout", 10*time.Second, "longest time a client may take to send its request headers")
-	f.DurationVar(&cfg.Edge.IdleTimeout, "edge-idle-timeout", 120*time.Second, "how long an idle client keep-alive connection stays open")
-	f.DurationVar(&cfg.Edge.ConnectTimeout, "upstream-connect-timeout", 5*time.Second, "longest wait to connect to an app instance")
-	f.DurationVar(&cfg.Edge.ResponseTimeout, "upstream-response-timeout", 60*time.Second, "longest wait for an app instance's response headers")
-	f.IntVar(&cfg.Edge.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted, in bytes")
 	return cmd
+}
+
+// edgeFlags registers the flags of the edge's HTTP side and the log
+// level, which skiff server and skiff edge share; each adds its own
+// --access-log, whose default differs.
+func edgeFlags(f *pflag.FlagSet, logLevel, engine, trustedProxies *string, ec *server.EdgeConfig) {
+	f.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(engine, "edge-engine", "fasthttp", "what serves the edge's plain HTTP listener: fasthttp or nethttp")
+	f.MarkHidden("edge-engine")
+	f.StringVar(&ec.HTTPSAddr, "https-addr", "", "address of the edge's TLS listener (HTTP/2 and HTTP/1.1); needs --tls-cert and --tls-key")
+	f.StringVar(&ec.TLSCert, "tls-cert", "", "PEM certificate chain for --https-addr")
+	f.StringVar(&ec.TLSKey, "tls-key", "", "PEM private key for --https-addr")
+	f.StringVar(trustedProxies, "trusted-proxies", "", "CIDRs or addresses of proxies in front of the edge whose X-Forwarded-*/Forwarded headers are kept (comma-separated); default none")
+	f.DurationVar(&ec.ReadHeaderTimeout, "edge-header-timeout", 10*time.Second, "longest time a client may take to send its request headers")
+	f.DurationVar(&ec.IdleTimeout, "edge-idle-timeout", 120*time.Second, "how long an idle client keep-alive connection stays open")
+	f.DurationVar(&ec.ConnectTimeout, "upstream-connect-timeout", 5*time.Second, "longest wait to connect to an app instance")
+	f.DurationVar(&ec.ResponseTimeout, "upstream-response-timeout", 60*time.Second, "longest wait for an app instance's response headers")
+	f.IntVar(&ec.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted, in bytes")
+}
+
+// edgeSetup reads what edgeFlags took: the logger for the log level, and
+// the trusted proxies into ec.
+func edgeSetup(cmd *cobra.Command, logLevel, trustedProxies string, ec *server.EdgeConfig) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: expected debug, info, warn or error", logLevel)
+	}
+	tp, err := edge.ParseTrustedProxies(trustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	ec.TrustedProxies = tp
+	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})), nil
 }
 
 // flagsFromEnv sets each flag not given on the command line from

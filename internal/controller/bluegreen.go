@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/skiff-sh/skiff/internal/spec"
+	"github.com/skiff-sh/skiff/internal/store"
 )
 
 // blueGreen brings the new release up beside the old one at full size,
@@ -59,7 +60,7 @@ func (r *rollout) blueGreen(ctx context.Context) error {
 // keepOld says how much longer a finished blue-green deploy keeps the old
 // release's instances, 0 when they may go.
 func (r *rollout) keepOld() time.Duration {
-	if r.rel == nil || r.rel.Status == "failed" || r.plan.Strategy != spec.BlueGreen || r.rel.FinishedAt.IsZero() {
+	if r.rel == nil || r.rel.Status == store.StatusFailed || r.plan.Strategy != spec.BlueGreen || r.rel.FinishedAt.IsZero() {
 		return 0
 	}
 	return max(0, time.Until(r.rel.FinishedAt.Add(r.plan.Keep)))

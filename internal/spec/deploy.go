@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -306,7 +307,7 @@ func (v *validator) deploy() {
 		v.errorf("deploy.strategy", "must not be empty: use one of %s", strings.Join(Strategies, ", "))
 	case strategy == "":
 		strategy = Rolling
-	case !isStrategy(strategy):
+	case !slices.Contains(Strategies, strategy):
 		v.errorf("deploy.strategy", "%s is not a strategy: use one of %s", quote(strategy), strings.Join(Strategies, ", "))
 		return
 	}
@@ -414,15 +415,6 @@ func (v *validator) analysis(a *Analysis) {
 			v.errorf("deploy.analysis.min_requests", "must be between 1 and 100000, got %d", a.MinRequests)
 		}
 	}
-}
-
-func isStrategy(s string) bool {
-	for _, x := range Strategies {
-		if s == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Rollout is a validated spec's deploy block with every default filled
