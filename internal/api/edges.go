@@ -23,8 +23,12 @@ type EdgeFeed interface {
 // edgeNamePattern is an edge process's name: a DNS label.
 var edgeNamePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
-// edgeName reads and checks the query parameter name.
-func edgeName(r *http.Request) (string, error) {
+// edgeName reads and checks the query parameter name, of an edge this
+// server can feed.
+func (s *Server) edgeName(r *http.Request) (string, error) {
+	if s.cfg.Edges == nil {
+		return "", &Error{Code: CodeNotFound, Message: "this server feeds no edge processes"}
+	}
 	name := r.URL.Query().Get("name")
 	if !edgeNamePattern.MatchString(name) {
 		return "", badRequest(fmt.Sprintf("edge name %q: give ?name= a DNS label of 1-63 lowercase letters, digits and '-', such as the edge's host name", name))
@@ -36,10 +40,7 @@ func edgeName(r *http.Request) (string, error) {
 // current one at once, then each new one; a blank line every 15 seconds
 // keeps an idle stream open.
 func (s *Server) edgeRoutes(w http.ResponseWriter, r *http.Request) {
-	name, err := edgeName(r)
-	if err == nil && s.cfg.Edges == nil {
-		err = &Error{Code: CodeNotFound, Message: "this server feeds no edge processes"}
-	}
+	name, err := s.edgeName(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -80,10 +81,7 @@ func (s *Server) edgeRoutes(w http.ResponseWriter, r *http.Request) {
 
 // edgeAck records an edge process's report.
 func (s *Server) edgeAck(w http.ResponseWriter, r *http.Request) {
-	name, err := edgeName(r)
-	if err == nil && s.cfg.Edges == nil {
-		err = &Error{Code: CodeNotFound, Message: "this server feeds no edge processes"}
-	}
+	name, err := s.edgeName(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
