@@ -42,6 +42,16 @@ type Harness struct {
 	Forget func(t *testing.T, dir, app string, release int)
 	// Capabilities of the runtime, for skips.
 	Capabilities supervisor.Capabilities
+	// StartResolution is how finely the runtime tells which of its
+	// instances started last: instances started within it of each other
+	// may leave in any order when a set shrinks. Zero means exactly, as
+	// for processes and containers; Kubernetes records a pod's creation
+	// to the second.
+	StartResolution time.Duration
+	// Skip names the scenarios a runtime leaves to its platform, each
+	// with the reason the suite reports: on Kubernetes the kubelet, not
+	// skiff, restarts crashed containers and runs the probes.
+	Skip map[string]string
 	// StartLatency is how long, at worst, the runtime may take from the
 	// supervisor's start of an instance to its process running, on a busy
 	// machine. The crash-loop scenario allows it on top of each backoff.
@@ -86,6 +96,9 @@ func BuildTestApp(t testing.TB) string {
 func Run(t *testing.T, h Harness) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
+			if why, ok := h.Skip[sc.name]; ok {
+				t.Skip(why)
+			}
 			t.Parallel()
 			sc.run(t, h)
 		})
