@@ -47,6 +47,22 @@ if [ -z "${DOCKER_HOST:-}" ] && ! docker_answers; then
   fi
 fi
 
+# docker-registry (the CNCF distribution registry): the Kubernetes
+# runtime's tests pin image tags to digests against it. Tests start it
+# themselves on loopback; the service Debian's package would start is
+# stopped and disabled.
+if ! command -v docker-registry >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "test setup: docker-registry is missing; run this script as root to install it" >&2
+    exit 1
+  fi
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y docker-registry
+  if command -v systemctl >/dev/null && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+    systemctl disable --now docker-registry || true
+  fi
+fi
+
 # h2spec checks the edge's HTTP/2 conformance. Go tools live in a cache
 # outside the repo and are installed once.
 tools=$HOME/.cache/skiff-tools/bin

@@ -265,7 +265,7 @@ func rollbackSource(a store.App, rels []store.Release, to int) (store.Release, e
 func releaseView(rel store.Release, withSpec bool) Release {
 	v := Release{
 		App: rel.App, Number: rel.Number, Status: rel.Status, Message: rel.Message,
-		Artifact: rel.Artifact, RollbackOf: rel.RollbackOf, Created: rel.CreatedAt, Finished: rel.FinishedAt,
+		Artifact: rel.Artifact, Image: rel.Image, RollbackOf: rel.RollbackOf, Created: rel.CreatedAt, Finished: rel.FinishedAt,
 		Strategy: rel.Strategy,
 	}
 	if v.Strategy == "" {

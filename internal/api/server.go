@@ -50,7 +50,11 @@ type Config struct {
 	MaxUpload int64
 	// TokenHash is the hex SHA-256 of the admin token.
 	TokenHash string
-	Logger    *slog.Logger
+	// EdgeTokenHash is the hex SHA-256 of the edge token, which reaches
+	// only the edge feed (/v1/edge/...): what an edge process needs, and
+	// nothing that reads or changes apps. "" accepts no edge token.
+	EdgeTokenHash string
+	Logger        *slog.Logger
 	// Wake is called after a change of desired state, with the app's name.
 	Wake func(app string)
 	// Edges feeds route snapshots to edge processes; nil serves none.
@@ -114,7 +118,19 @@ func (s *Server) routes() {
 // Handler returns the API for a listener that needs the bearer token.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/health" && !s.authorized(r) {
+		if r.URL.Path == "/v1/health" {
+			s.mux.ServeHTTP(w, r)
+			return
+		}
+		switch s.tokenOf(r) {
+		case adminToken:
+		case edgeToken:
+			if !strings.HasPrefix(r.URL.Path, edgeFeedPrefix) {
+				writeError(w, http.StatusForbidden, &Error{Code: CodeForbidden,
+					Message: "the edge token reaches only " + edgeFeedPrefix + "...: use the admin token (<data-dir>/admin.token) for " + r.URL.Path})
+				return
+			}
+		default:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="skiff"`)
 			writeError(w, http.StatusUnauthorized, &Error{Code: CodeUnauthorized,
 				Message: "missing or wrong API token: set SKIFF_TOKEN to the contents of <data-dir>/admin.token"})
@@ -128,12 +144,31 @@ func (s *Server) Handler() http.Handler {
 // already limits who may connect.
 func (s *Server) LocalHandler() http.Handler { return s.mux }
 
-func (s *Server) authorized(r *http.Request) bool {
+// edgeFeedPrefix is what the edge token reaches: the route stream and
+// the acks of edge processes.
+const edgeFeedPrefix = "/v1/edge/"
+
+// Which token a request carries.
+const (
+	noToken = iota
+	adminToken
+	edgeToken
+)
+
+func (s *Server) tokenOf(r *http.Request) int {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" || s.cfg.TokenHash == "" {
-		return false
+	if !ok || token == "" {
+		return noToken
 	}
-	return subtle.ConstantTimeCompare([]byte(HashToken(token)), []byte(s.cfg.TokenHash)) == 1
+	hash := []byte(HashToken(token))
+	// An empty hash is no token: it must not match anything.
+	if s.cfg.TokenHash != "" && subtle.ConstantTimeCompare(hash, []byte(s.cfg.TokenHash)) == 1 {
+		return adminToken
+	}
+	if s.cfg.EdgeTokenHash != "" && subtle.ConstantTimeCompare(hash, []byte(s.cfg.EdgeTokenHash)) == 1 {
+		return edgeToken
+	}
+	return noToken
 }
 
 // HashToken is how tokens are kept: hex SHA-256. Tokens are long random
@@ -197,6 +232,8 @@ func statusOf(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case CodeUnauthorized:
 		return http.StatusUnauthorized
+	case CodeForbidden:
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }

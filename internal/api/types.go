@@ -41,6 +41,7 @@ const (
 	CodeConflict     = "conflict"
 	CodeTooLarge     = "too_large"
 	CodeUnauthorized = "unauthorized"
+	CodeForbidden    = "forbidden"
 	CodeInternal     = "internal"
 )
 
@@ -69,11 +70,15 @@ type AppStatus struct {
 
 // Release is one immutable revision of an app.
 type Release struct {
-	App        string `json:"app"`
-	Number     int    `json:"number"`
-	Status     string `json:"status"`
-	Message    string `json:"message,omitempty"`
-	Artifact   string `json:"artifact,omitempty"`
+	App      string `json:"app"`
+	Number   int    `json:"number"`
+	Status   string `json:"status"`
+	Message  string `json:"message,omitempty"`
+	Artifact string `json:"artifact,omitempty"`
+	// Image is the image the release runs, resolved once: on Kubernetes
+	// its reference pinned by digest (name@sha256:...), on Docker the
+	// image ID (sha256:...). Empty for process apps and until resolved.
+	Image      string `json:"image,omitempty"`
 	RollbackOf int    `json:"rollback_of,omitempty"`
 	// Strategy is how the release was deployed: rolling, blue-green or
 	// canary.

@@ -19,6 +19,10 @@ traffic with the routes a skiff server sends it, reports back what it
 serves, and keeps serving its last routes while the server restarts or is
 away. Run several behind a load balancer, or one per machine.
 
+On Kubernetes, --kube-namespace makes the edge watch the EndpointSlices of
+skiff's release Services itself: pods that become ready, or go, change
+what it serves at once, also while the server is away.
+
 The server's address comes from --server (or SKIFF_SERVER) and its token
 from SKIFF_TOKEN. Every flag can also be set as SKIFF_EDGE_<FLAG>.`,
 		Args: cobra.NoArgs,
@@ -43,6 +47,8 @@ from SKIFF_TOKEN. Every flag can also be set as SKIFF_EDGE_<FLAG>.`,
 	f.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "address of the edge (HTTP)")
 	f.StringVar(&cfg.TCPAddr, "tcp-addr", "", "host the apps' TCP ports listen on; default every interface")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "address serving GET /metrics (Prometheus); default none")
+	f.StringVar(&cfg.KubeNamespace, "kube-namespace", "", "find the ready pods of releases on a cluster from the EndpointSlices in this namespace (skiff server's --namespace); default: the server's backends only")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for --kube-namespace; default: in-cluster credentials, else $KUBECONFIG or ~/.kube/config")
 	edgeFlags(f, &logLevel, &cfg.EdgeEngine, &trustedProxies, &cfg.Edge)
 	f.StringVar(&cfg.Edge.AccessLog, "access-log", "-", "access log: a file, - for standard output, or off")
 	return cmd

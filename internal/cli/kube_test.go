@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"encoding/base64"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -26,7 +28,17 @@ func TestKubeInstallPrintsTheInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := kubernetes.InstallObjects(kubernetes.InstallOptions{Image: "registry.example/skiff:1", Namespace: "club", EdgeService: "NodePort"})
+	// The edge token is random: the rest must be what InstallObjects
+	// renders with the token printed.
+	m := regexp.MustCompile(`(?m)^  token: (\S+)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("kube install printed no edge token:\n%s", out)
+	}
+	token, err := base64.StdEncoding.DecodeString(m[1])
+	if err != nil || len(token) < 32 {
+		t.Fatalf("edge token %q (%v): want a long random one", token, err)
+	}
+	objs, err := kubernetes.InstallObjects(kubernetes.InstallOptions{Image: "registry.example/skiff:1", Namespace: "club", EdgeService: "NodePort", EdgeToken: string(token)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,12 +60,13 @@ func TestKubeInstallPrintsTheInstall(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
 			t.Fatalf("document is not YAML: %v\n%s", err, doc)
 		}
-		if obj.Kind != "Namespace" && obj.Metadata.Namespace != "club" {
+		clusterWide := obj.Kind == "Namespace" || strings.HasPrefix(obj.Kind, "Cluster")
+		if !clusterWide && obj.Metadata.Namespace != "club" {
 			t.Errorf("%s is in namespace %q, want club", obj.Kind, obj.Metadata.Namespace)
 		}
 		kinds = append(kinds, obj.Kind)
 	}
-	if got := strings.Join(kinds, ","); got != "Namespace,ServiceAccount,Role,RoleBinding,PersistentVolumeClaim,Deployment,Service,Service" {
+	if got := strings.Join(kinds, ","); got != "Namespace,ServiceAccount,Role,RoleBinding,ClusterRole,ClusterRoleBinding,PersistentVolumeClaim,Secret,Deployment,ServiceAccount,Role,RoleBinding,Deployment,Service,Service" {
 		t.Errorf("kinds %s", got)
 	}
 }

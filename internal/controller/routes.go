@@ -79,8 +79,9 @@ func (t *routeTable) set(app string, r routing, sets []instance.Set) {
 			}
 		}
 	}
-	route := func(host string, backends []edge.Backend) edge.Route {
-		return edge.Route{Host: host, App: app, Backends: backends, Balance: r.balance, MaxBody: r.maxBody}
+	discover := discoveries(sets, r.h2c)
+	route := func(host string, backends []edge.Backend, disc []edge.Discovery) edge.Route {
+		return edge.Route{Host: host, App: app, Backends: backends, Balance: r.balance, MaxBody: r.maxBody, Discover: disc}
 	}
 	var split []edge.ReleaseWeight
 	if r.weights != nil {
@@ -91,12 +92,18 @@ func (t *routeTable) set(app string, r routing, sets []instance.Set) {
 	}
 	routes := make([]edge.Route, 0, len(r.hosts)+len(r.preview))
 	for _, h := range r.hosts {
-		rt := route(h, all)
+		rt := route(h, all, discover)
 		rt.Releases, rt.Sticky = split, r.sticky && len(split) > 1
 		routes = append(routes, rt)
 	}
 	for h, rel := range r.preview {
-		routes = append(routes, route(h, byRelease[rel]))
+		var disc []edge.Discovery
+		for _, d := range discover {
+			if d.Release == rel {
+				disc = append(disc, d)
+			}
+		}
+		routes = append(routes, route(h, byRelease[rel], disc))
 	}
 	t.mu.Lock()
 	t.apps[app] = routes
@@ -164,11 +171,42 @@ func (t *routeTable) publish() {
 
 func sameRoute(a, b edge.Route) bool {
 	return a.Host == b.Host && a.PathPrefix == b.PathPrefix && a.App == b.App && slices.Equal(a.Backends, b.Backends) &&
-		slices.Equal(a.Releases, b.Releases) && a.Sticky == b.Sticky && a.Balance == b.Balance && a.MaxBody == b.MaxBody
+		slices.Equal(a.Releases, b.Releases) && a.Sticky == b.Sticky && a.Balance == b.Balance && a.MaxBody == b.MaxBody &&
+		slices.EqualFunc(a.Discover, b.Discover, sameDiscovery)
 }
 
 func sameTCPRoute(a, b edge.TCPRoute) bool {
-	return a.Port == b.Port && a.SNI == b.SNI && a.App == b.App && slices.Equal(a.Backends, b.Backends)
+	return a.Port == b.Port && a.SNI == b.SNI && a.App == b.App && slices.Equal(a.Backends, b.Backends) &&
+		slices.EqualFunc(a.Discover, b.Discover, sameDiscovery)
+}
+
+func sameDiscovery(a, b edge.Discovery) bool {
+	return a.Release == b.Release && a.Service == b.Service && a.Port == b.Port && a.H2C == b.H2C &&
+		slices.Equal(a.Exclude, b.Exclude)
+}
+
+// discoveries tells edges where to find the ready instances of each set
+// its runtime publishes (on Kubernetes, a release's Service), and which
+// of them not to route whatever that list says: every instance the
+// runtime reports neither ready nor starting. A starting one is left to
+// the list, which shows it once it is ready, so an edge following the
+// list while the control plane is away picks it up.
+func discoveries(sets []instance.Set, h2c bool) []edge.Discovery {
+	var out []edge.Discovery
+	for _, set := range sets {
+		if set.Published == nil {
+			continue
+		}
+		d := edge.Discovery{Release: set.Release, Service: set.Published.Service, Port: set.Published.Port, H2C: h2c}
+		for _, in := range set.Instances {
+			if in.State != instance.Ready && in.State != instance.Starting {
+				d.Exclude = append(d.Exclude, in.ID)
+			}
+		}
+		slices.Sort(d.Exclude)
+		out = append(out, d)
+	}
+	return out
 }
 
 // tcpRoutes routes each of app's forwarded ports to its ready instances,
@@ -181,6 +219,15 @@ func tcpRoutes(app string, ports []store.TCPPort, sets []instance.Set, weights m
 	routes := make([]edge.TCPRoute, 0, len(ports))
 	for _, p := range ports {
 		r := edge.TCPRoute{Port: p.Port, SNI: p.SNI, App: app}
+		for _, d := range discoveries(sets, false) {
+			if weights != nil && weights[d.Release] == 0 {
+				continue
+			}
+			if p.Target != 0 {
+				d.Port = p.Target
+			}
+			r.Discover = append(r.Discover, d)
+		}
 		for _, set := range sets {
 			for _, in := range set.Instances {
 				if in.State != instance.Ready || weights != nil && weights[in.Release] == 0 {

@@ -47,7 +47,7 @@ func (c *Controller) template(ctx context.Context, rel store.Release) (instance.
 		t.ReadOnly = sp.ReadOnly
 		t.CapDrop = sp.CapDrop
 		for _, v := range sp.Volumes {
-			t.Volumes = append(t.Volumes, instance.Volume{Name: v.Name, Path: v.Path})
+			t.Volumes = append(t.Volumes, instance.Volume{Name: v.Name, Path: v.Path, SizeBytes: v.SizeBytes()})
 		}
 		t.Ports = targets(sp)
 		if rel.Status == store.StatusComplete {

@@ -48,6 +48,33 @@ type Route struct {
 	// cookie, so it does not flip between releases from one request to
 	// the next while the weights stay or grow.
 	Sticky bool
+	// Discover lists releases of the route whose ready instances an edge
+	// may find itself (see Discovery). The edge package only carries
+	// it: it serves Backends.
+	Discover []Discovery
+}
+
+// Discovery says where a release's instances are listed outside the
+// control plane (on Kubernetes: the EndpointSlices of the release's
+// headless Service), so that an edge that follows that list serves the
+// release's pods as they come and go, also while the control plane is
+// away. Such an edge replaces the route's Backends of Release by the
+// ready endpoints of Service at Port, less Exclude; an edge that follows
+// no such list serves Backends as they are.
+type Discovery struct {
+	Release int
+	// Service names the list: a Service in the namespace the edge
+	// watches.
+	Service string
+	// Port is where each listed instance takes this route's traffic.
+	Port int
+	// H2C is the found backends' Backend.H2C.
+	H2C bool
+	// Exclude are IDs of the release's instances that the control plane
+	// does not consider serving (draining, unready, on a lost node):
+	// they get no traffic whatever the list says. IDs, not addresses: a
+	// new instance may reuse a departed one's address.
+	Exclude []string
 }
 
 // Balancing policies of a Route.

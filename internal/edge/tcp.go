@@ -28,6 +28,9 @@ type TCPRoute struct {
 	// instance listens for this port, which may differ from its HTTP
 	// address.
 	Backends []Backend
+	// Discover lists releases whose instances an edge may find itself,
+	// as Route.Discover; Port is this route's target port.
+	Discover []Discovery
 }
 
 // tcpTable is the compiled TCP part of a snapshot. It is immutable once

@@ -35,7 +35,7 @@ const (
 // applies each snapshot src sends and reports back. While the control
 // plane is unreachable, e keeps serving the last routes it had, and
 // Follow tries again with a growing pause.
-func Follow(ctx context.Context, src Source, name string, e *edge.Edge, log *slog.Logger) {
+func Follow(ctx context.Context, src Source, name string, e Target, log *slog.Logger) {
 	log = log.With("component", "edgefeed", "edge", name)
 	poke := make(chan struct{}, 1)
 	go reportLoop(ctx, src, name, e, poke, log)
@@ -72,7 +72,7 @@ func Follow(ctx context.Context, src Source, name string, e *edge.Edge, log *slo
 
 // reportLoop acks when the generation served or the busy backends
 // changed, on poke, and at least every ackAtLeast.
-func reportLoop(ctx context.Context, src Source, name string, e *edge.Edge, poke <-chan struct{}, log *slog.Logger) {
+func reportLoop(ctx context.Context, src Source, name string, e Target, poke <-chan struct{}, log *slog.Logger) {
 	t := time.NewTicker(ackEvery)
 	defer t.Stop()
 	var last Ack

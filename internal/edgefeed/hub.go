@@ -12,6 +12,12 @@
 // each snapshot it is sent and reports, every moment something changed,
 // the generation it serves, the backends that left its routes but are
 // still busy, and its per-backend request figures.
+//
+// An edge that finds some backends itself (on Kubernetes, from
+// EndpointSlices) follows through Discovering, which serves each snapshot
+// with the backends of its discovered releases replaced by what a Finder
+// lists (Resolve), and serves it again at the same generation whenever
+// the list changes.
 package edgefeed
 
 import (

@@ -78,6 +78,9 @@ type Volume struct {
 	Name string
 	// Path is where it is mounted, absolute.
 	Path string
+	// SizeBytes is the space to reserve where the runtime can (a
+	// cluster's claim); 0 means the runtime's default. Docker ignores it.
+	SizeBytes int64
 }
 
 // Health configures probes. Exactly one of Path or TCP is in effect; the
@@ -156,6 +159,20 @@ type Set struct {
 	// Size is the number of instances the runtime keeps running.
 	Size      int        `json:"size"`
 	Instances []Instance `json:"instances"`
+	// Published, when set, says where the runtime also lists the set's
+	// ready instances, so that an edge can follow them without the
+	// control plane. Nil when the runtime publishes nothing.
+	Published *Published `json:"published,omitempty"`
+}
+
+// Published names a list of a set's ready instances that lives outside
+// skiff: on Kubernetes, the EndpointSlices of a release's headless
+// Service, which name each pod (the instance's ID) and its address.
+type Published struct {
+	// Service is the Service's name, in the runtime's namespace.
+	Service string `json:"service"`
+	// Port is where each instance listens for the app's requests.
+	Port int `json:"port"`
 }
 
 // Ready counts the set's instances that may receive traffic.

@@ -1,7 +1,8 @@
 // Package kubetest runs a real Kubernetes control plane for tests: etcd,
 // kube-apiserver, kube-controller-manager and kube-scheduler, with kwok
 // simulating a few nodes whose pods become Running and Ready with IPs (no
-// containers run). Everything listens on loopback ports and lives in a
+// containers run; a pod's log is served from a file the test writes,
+// ServePodLog). Everything listens on loopback ports and lives in a
 // temporary directory removed at Stop.
 //
 // A test package shares one cluster per test binary: its TestMain calls
@@ -57,6 +58,7 @@ type Cluster struct {
 	dir, dataDir string
 	nodes        []string
 	launcher     *launcher
+	podLogs      *podLogServer
 	procs        []*process
 }
 
@@ -98,11 +100,11 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		}
 	}()
 
-	ports, err := freePorts(5)
+	ports, err := freePorts(6)
 	if err != nil {
 		return nil, err
 	}
-	etcdPort, etcdPeer, apiPort, cmPort, schedPort := ports[0], ports[1], ports[2], ports[3], ports[4]
+	etcdPort, etcdPeer, apiPort, cmPort, schedPort, kwokPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	creds, err := newPKI(dir)
 	if err != nil {
 		return nil, fmt.Errorf("credentials: %w", err)
@@ -168,6 +170,10 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}); err != nil {
 		return nil, err
 	}
+	// Established while the other components start.
+	if err := c.createLogsCRD(ctx); err != nil {
+		return nil, err
+	}
 
 	common := []string{
 		"--kubeconfig=" + c.Kubeconfig,
@@ -194,6 +200,10 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	kwokArgs := []string{
 		"--kubeconfig=" + c.Kubeconfig, "--manage-all-nodes=true",
 		"--cidr=" + opts.PodCIDR, "--node-lease-duration-seconds=40",
+	}
+	kwokArgs = append(kwokArgs, kwokLogArgs(kwokPort)...)
+	if err := c.awaitLogsCRD(ctx); err != nil {
+		return nil, err
 	}
 	for _, s := range tools.Stages {
 		kwokArgs = append(kwokArgs, "-c", s)

@@ -107,7 +107,7 @@ func (e *edgeProbe) pods(t *testing.T, app string, release int) map[string]*core
 // appSpec is the spec of an image app with 3 replicas, at image tag tag,
 // followed by extra lines.
 func appSpec(app string, tag int, extra string) string {
-	return fmt.Sprintf("name: %s\nimage: registry.example/%s:%d\nport: 8080\nreplicas: 3\nhealth: {path: /healthz}\n%s", app, app, tag, extra)
+	return fmt.Sprintf("name: %s\nimage: %s\nport: 8080\nreplicas: 3\nhealth: {path: /healthz}\n%s", app, testImage(app, tag), extra)
 }
 
 // deployTwo deploys image tag 1 of app and waits until it completed,

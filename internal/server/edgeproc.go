@@ -13,10 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientset "k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-sh/skiff/internal/client"
 	"github.com/skiff-sh/skiff/internal/edge"
 	"github.com/skiff-sh/skiff/internal/edgefeed"
+	"github.com/skiff-sh/skiff/internal/endpointslices"
+	"github.com/skiff-sh/skiff/internal/runtime/kubernetes"
 )
 
 var _ edgefeed.Source = (*client.Client)(nil)
@@ -42,6 +45,15 @@ type EdgeProcConfig struct {
 	// EdgeEngine is what serves the plain listener: fasthttp (default)
 	// or nethttp.
 	EdgeEngine string
+	// KubeNamespace, when set, makes the edge find the ready pods of
+	// releases that run on a cluster itself, from the EndpointSlices of
+	// skiff's Services in this namespace, so it follows pods as they come
+	// and go even while the control plane is away. Default "": the
+	// control plane's backends only.
+	KubeNamespace string
+	// Kubeconfig reaches the cluster; "" means the pod's service account
+	// inside a cluster, else $KUBECONFIG or ~/.kube/config.
+	Kubeconfig string
 	// Edge holds the TLS listener, timeouts, trusted proxies and access
 	// log; the access log defaults to standard output.
 	Edge   EdgeConfig
@@ -111,8 +123,16 @@ func RunEdge(ctx context.Context, cfg EdgeProcConfig) error {
 		})
 		defer ms.Close()
 	}
+	var target edgefeed.Target = edg
+	if cfg.KubeNamespace != "" {
+		d, err := discoverPods(ctx, &wg, edg, cfg.KubeNamespace, cfg.Kubeconfig, log)
+		if err != nil {
+			return err
+		}
+		target = d
+	}
 	wg.Go(func() { edg.ServeTCP(ctx) })
-	wg.Go(func() { edgefeed.Follow(ctx, c, cfg.Name, edg, log) })
+	wg.Go(func() { edgefeed.Follow(ctx, c, cfg.Name, target, log) })
 	log.Info("skiff edge ready", "edge", addr, "server", cfg.Server, "name", cfg.Name)
 	if cfg.Ready != nil {
 		cfg.Ready()
@@ -123,6 +143,40 @@ func RunEdge(ctx context.Context, cfg EdgeProcConfig) error {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	}
+}
+
+// discoverSync bounds how long an edge waits at start for its first list
+// of EndpointSlices. A cluster API that does not answer by then does not
+// keep the edge from serving: the watch goes on trying, and until it
+// lists, the control plane's backends serve.
+const discoverSync = 10 * time.Second
+
+// discoverPods makes edg take the ready pods of releases on a cluster
+// from the EndpointSlices in namespace, refreshed on every change until
+// ctx ends.
+func discoverPods(ctx context.Context, wg *sync.WaitGroup, edg *edge.Edge, namespace, kubeconfig string, log *slog.Logger) (*edgefeed.Discovering, error) {
+	rc, err := kubernetes.RESTConfig(kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--kube-namespace: %w", err)
+	}
+	client, err := clientset.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	w := endpointslices.New(client, namespace, log)
+	changed := w.Notify()
+	sctx, cancel := context.WithTimeout(ctx, discoverSync)
+	err = w.Start(sctx)
+	cancel()
+	if err != nil {
+		log.Error("the cluster's endpointslices are not listed yet; serving the control plane's backends until they are", "api", rc.Host, "err", err)
+	}
+	d := edgefeed.NewDiscovering(edg, w)
+	wg.Go(func() {
+		defer w.Close()
+		d.RefreshOn(ctx, changed)
+	})
+	return d, nil
 }
 
 // serveEdge opens the edge's plain listener (and TLS listener, when

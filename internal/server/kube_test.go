@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,38 +38,19 @@ func kubeServerAt(t *testing.T, httpAddr string) (*client.Client, *kubetest.Clus
 	c := kubetest.Require(t)
 	ns := c.Namespace(t)
 	dir := testenv.DataDir(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan struct{})
-	go func() {
-		done <- Run(ctx, Config{
-			DataDir: dir, HTTPAddr: httpAddr, APIAddr: "127.0.0.1:0", Domain: "localhost",
-			Runtime: "kubernetes", Kube: KubeConfig{Kubeconfig: c.Kubeconfig, Namespace: ns},
-			Logger: slog.New(slog.DiscardHandler),
-			Ready:  func() { close(ready) },
-			Edge:   EdgeConfig{AccessLog: "off"},
-		})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("server: %v", err)
-	case <-time.After(time.Minute):
-		cancel()
-		t.Fatal("server not ready within a minute")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
+	runKubeServerAt(t, c, ns, dir, httpAddr, "127.0.0.1:0", "")
 	cl, err := client.New("unix://"+filepath.Join(dir, SocketName), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cl, c, ns
+}
+
+// testImage is an image reference pinned by digest, one per app and
+// tag: the server deploys it without asking a registry, and the pods of
+// the test cluster (kwok's) never pull it.
+func testImage(app string, tag int) string {
+	return fmt.Sprintf("registry.example/%s@sha256:%x", app, sha256.Sum256(fmt.Appendf(nil, "%s:%d", app, tag)))
 }
 
 func deploySpec(t *testing.T, cl *client.Client, spec string) api.Release {
@@ -118,7 +100,7 @@ func awaitRelease(t *testing.T, cl *client.Client, app string, n int) api.Releas
 // without a trace.
 func TestServerRunsImageAppsOnKubernetes(t *testing.T) {
 	cl, c, ns := kubeServer(t)
-	rel := deploySpec(t, cl, "name: hello\nimage: registry.example/hello:1\nport: 8080\nreplicas: 2\nhealth: {path: /healthz}\n")
+	rel := deploySpec(t, cl, "name: hello\nimage: "+testImage("hello", 1)+"\nport: 8080\nreplicas: 2\nhealth: {path: /healthz}\n")
 	if got := awaitRelease(t, cl, "hello", rel.Number); got.Status != "complete" {
 		t.Fatalf("release %d is %s: %s", rel.Number, got.Status, got.Message)
 	}
@@ -185,7 +167,7 @@ func TestServerRefusesWhatKubernetesCannotRun(t *testing.T) {
 	for _, tc := range []struct{ name, spec, want string }{
 		{"command only", "name: script\ncommand: ./run.sh\n", "skiff.yaml:2:1: command: this server runs apps on Kubernetes (--runtime kubernetes), which runs container images only"},
 		{"build", "name: built\nbuild: ./\nport: 8080\n", "skiff.yaml:2:1: build: this server runs apps on Kubernetes (--runtime kubernetes), where builds on the server's Docker Engine cannot run: build and push the image"},
-		{"volumes", "name: db\nimage: registry.example/db:1\nport: 5432\nvolumes: [{name: data, path: /data}]\n", "skiff.yaml:4:1: volumes: volumes are not supported on Kubernetes yet"},
+		{"volume size", "name: db\nimage: registry.example/db:1\nport: 5432\nvolumes: [{name: data, path: /data, size: 10GB}]\n", `skiff.yaml:4:37: volumes[0].size: invalid quantity "10GB": did you mean 10Gi`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := tryDeploy(t, cl, tc.spec)
@@ -234,8 +216,8 @@ func TestServerKubernetesNamespaceMustExist(t *testing.T) {
 // ReplicaSet; a rollback does the same towards the old image.
 func TestServerRollingDeployOnKubernetes(t *testing.T) {
 	cl, c, ns := kubeServer(t)
-	spec := "name: shop\nimage: registry.example/shop:%d\nport: 8080\nreplicas: 3\nhealth: {path: /healthz}\n"
-	first := deploySpec(t, cl, fmt.Sprintf(spec, 1))
+	spec := "name: shop\nimage: %s\nport: 8080\nreplicas: 3\nhealth: {path: /healthz}\n"
+	first := deploySpec(t, cl, fmt.Sprintf(spec, testImage("shop", 1)))
 	if got := awaitRelease(t, cl, "shop", first.Number); got.Status != "complete" {
 		t.Fatalf("release %d is %s: %s", first.Number, got.Status, got.Message)
 	}
@@ -268,7 +250,7 @@ func TestServerRollingDeployOnKubernetes(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	second := deploySpec(t, cl, fmt.Sprintf(spec, 2))
+	second := deploySpec(t, cl, fmt.Sprintf(spec, testImage("shop", 2)))
 	got := awaitRelease(t, cl, "shop", second.Number)
 	t.Logf("rolling deploy of 3 pods complete %s after the deploy", time.Since(start).Round(time.Millisecond))
 	close(stop)
@@ -279,7 +261,7 @@ func TestServerRollingDeployOnKubernetes(t *testing.T) {
 	if peak > 4 {
 		t.Errorf("%d pods ran at once during the rollout; max surge 1 allows 4", peak)
 	}
-	awaitOnly(t, c, ns, "shop", second.Number, "registry.example/shop:2", 3)
+	awaitOnly(t, c, ns, "shop", second.Number, testImage("shop", 2), 3)
 
 	back, err := cl.Rollback(ctx, "shop", first.Number)
 	if err != nil {
@@ -288,7 +270,7 @@ func TestServerRollingDeployOnKubernetes(t *testing.T) {
 	if got := awaitRelease(t, cl, "shop", back.Number); got.Status != "complete" {
 		t.Fatalf("rollback release %d is %s: %s", back.Number, got.Status, got.Message)
 	}
-	awaitOnly(t, c, ns, "shop", back.Number, "registry.example/shop:1", 3)
+	awaitOnly(t, c, ns, "shop", back.Number, testImage("shop", 1), 3)
 }
 
 // awaitOnly waits until app's only ReplicaSet is release's, running image

@@ -89,7 +89,7 @@ func TestKubernetesTrafficThroughTheEdge(t *testing.T) {
 			t.Errorf("answers by release %v: want both releases to answer during the rollback", res.byRelease)
 		}
 		e.servedAlone(t, "shop.localhost", "shop", back, 3)
-		awaitOnly(t, c, ns, "shop", back, "registry.example/shop:1", 3)
+		awaitOnly(t, c, ns, "shop", back, testImage("shop", 1), 3)
 	})
 
 	scenario("canary", func(t *testing.T) {
@@ -116,7 +116,7 @@ func TestKubernetesTrafficThroughTheEdge(t *testing.T) {
 		}
 		mustComplete(t, cl, "tea", second)
 		e.servedAlone(t, "tea.localhost", "tea", second, 3)
-		awaitOnly(t, c, ns, "tea", second, "registry.example/tea:2", 3)
+		awaitOnly(t, c, ns, "tea", second, testImage("tea", 2), 3)
 	})
 
 	scenario("blue-green", func(t *testing.T) {
@@ -150,16 +150,38 @@ func TestKubernetesTrafficThroughTheEdge(t *testing.T) {
 			node = p.Spec.NodeName
 			break
 		}
-		lost := 0
-		for _, p := range before {
+		onLost := map[string]bool{}
+		for name, p := range before {
 			if p.Spec.NodeName == node {
-				lost++
+				onLost[name] = true
 			}
 		}
+		lost := len(onLost)
 		start := time.Now()
 		e.underLoad(t, "shop.localhost", "losing node "+node, func() {
-			standIns.StopNode(node)
+			// The lost node's stand-ins answer on until the edge has
+			// dropped them, so an answer from one of them shows the edge
+			// still routing there: it must stop within seconds, not wait
+			// a minute for the pod garbage collector.
 			c.DeleteNode(t, node)
+			notLost := func(n int) error {
+				counts, err := e.round("shop.localhost", n)
+				if err != nil {
+					return err
+				}
+				for a := range counts {
+					if _, pod, ok := parseAnswer(a); ok && onLost[pod] {
+						return fmt.Errorf("pod %s of the lost node still answers: %v", pod, counts)
+					}
+				}
+				return nil
+			}
+			kubetest.Await(t, 5*time.Second, "the edge to stop sending to the pods of "+node, func() error { return notLost(30) })
+			t.Logf("the edge stopped sending to the pods of %s %s after it was deleted", node, time.Since(start).Round(time.Millisecond))
+			if err := notLost(90); err != nil {
+				t.Errorf("after the edge dropped them: %v", err)
+			}
+			standIns.StopNode(node)
 			e.logLost(t, cl, "shop", before, node)
 			kubetest.Await(t, 3*time.Minute, "shop's pods replaced off node "+node, func() error {
 				pods := e.pods(t, "shop", current)

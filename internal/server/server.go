@@ -72,6 +72,9 @@ type Config struct {
 	// DrainTimeout bounds how long a leaving instance's requests may run.
 	// Default 30s.
 	DrainTimeout time.Duration
+	// EdgeTokenFile holds a second API token that reaches only the edge
+	// feed (/v1/edge/...), for edge processes. Default "": none.
+	EdgeTokenFile string
 	// Edge configures the edge's TLS listener, forwarding headers,
 	// timeouts and access log.
 	Edge   EdgeConfig
@@ -98,6 +101,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Runtime != "" && cfg.Runtime != "local" && cfg.Runtime != "kubernetes" {
 		return fmt.Errorf("--runtime %q: expected local or kubernetes", cfg.Runtime)
+	}
+	kubeImages, err := newKubeImages(cfg)
+	if err != nil {
+		return err
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -131,6 +138,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	tokenHash, err := adminToken(ctx, st, cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	edgeTokenHash, err := edgeToken(cfg.EdgeTokenFile)
 	if err != nil {
 		return err
 	}
@@ -201,7 +212,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := sup.Start(ctx); err != nil {
 		return fmt.Errorf("recover instances: %w", err)
 	}
-	if err := forgetGoneLogs(ctx, sup, collector); err != nil {
+	// Pods' raw logs are left to the kubernetes runtime, which knows
+	// which pods are gone (FollowLogs).
+	podLogDir := filepath.Join(runtimeDir, "pods")
+	var podLogs []string
+	if cfg.Runtime == "kubernetes" {
+		podLogs = kubernetes.LoggedPods(podLogDir)
+	}
+	if err := forgetGoneLogs(ctx, sup, collector, podLogs); err != nil {
 		return err
 	}
 
@@ -234,7 +252,12 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer krt.Close()
-		rt, images, admit = krt, kubernetes.Images{}, kubeAdmit
+		follower, err := krt.FollowLogs(kubernetes.LogOptions{Dir: podLogDir, Sink: collector})
+		if err != nil {
+			return err
+		}
+		defer follower.Close()
+		rt, images, admit = krt, kubeVolumes{Images: kubeImages, rt: krt}, kubeAdmit
 	}
 	// The controller's edge is the in-process one and every `skiff edge`
 	// that follows this server.
@@ -252,7 +275,8 @@ func Run(ctx context.Context, cfg Config) error {
 	apiSrv := api.New(api.Config{
 		Store: st, Artifacts: artifacts, Observer: ctl, Logs: collector,
 		Domain: cfg.Domain, EdgeURL: edgeURL(cfg.HTTPAddr), MaxUpload: cfg.MaxUpload,
-		TokenHash: tokenHash, Logger: log.With("component", "api"), Wake: ctl.Wake, Admit: admit, Edges: hub,
+		TokenHash: tokenHash, EdgeTokenHash: edgeTokenHash,
+		Logger: log.With("component", "api"), Wake: ctl.Wake, Admit: admit, Edges: hub,
 		Metrics: promhttp.HandlerFor(metricsReg, promhttp.HandlerOpts{}),
 	})
 
@@ -271,6 +295,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}{
 		{&http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}, apiLn},
 		{&http.Server{Handler: apiSrv.LocalHandler(), ReadHeaderTimeout: 10 * time.Second}, sockLn},
+	}
+	for _, s := range servers {
+		// Streams (edge routes, events, logs) never end by themselves: at
+		// shutdown their requests' context ends, so each client sees its
+		// connection close and an edge process notices the server left.
+		streams, endStreams := context.WithCancel(context.Background())
+		defer endStreams()
+		s.srv.BaseContext = func(net.Listener) context.Context { return streams }
+		s.srv.RegisterOnShutdown(endStreams)
 	}
 	errc := make(chan error, len(servers)+3)
 	stopEdge, edgeAddr, err := serveEdge(ctx, &wg, errc, edg, cfg.HTTPAddr, cfg.EdgeEngine, cfg.Edge, log)
@@ -314,12 +347,16 @@ func Run(ctx context.Context, cfg Config) error {
 
 // forgetGoneLogs stops collecting the log files of instances that ended
 // while the server was down; the collector has read what they wrote.
-func forgetGoneLogs(ctx context.Context, sup *supervisor.Supervisor, collector *logs.Collector) error {
+// The ids in keep are someone else's to forget.
+func forgetGoneLogs(ctx context.Context, sup *supervisor.Supervisor, collector *logs.Collector, keep []string) error {
 	apps, err := sup.Apps(ctx)
 	if err != nil {
 		return fmt.Errorf("list running apps: %w", err)
 	}
 	known := map[string]bool{}
+	for _, id := range keep {
+		known[id] = true
+	}
 	for _, app := range apps {
 		sets, err := sup.Sets(ctx, app)
 		if err != nil {

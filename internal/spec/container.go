@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"cmp"
 	"path"
 	"regexp"
 	"strings"
@@ -12,7 +13,7 @@ import (
 
 // volumeFields are the fields of one volume, in the order the docs list
 // them.
-var volumeFields = []string{"name", "path"}
+var volumeFields = []string{"name", "path", "size"}
 
 // capPattern is a Linux capability name as Docker takes it: with or
 // without CAP_, or ALL.
@@ -43,6 +44,8 @@ func (d *decoder) volumes(path string, n ast.Node) []Volume {
 				vols[i].Name, _ = d.str(e.path, e.value)
 			case "path":
 				vols[i].Path, _ = d.str(e.path, e.value)
+			case "size":
+				vols[i].Size = d.memory(e.path, e.value)
 			default:
 				d.unknown(e, volumeFields)
 			}
@@ -142,6 +145,15 @@ func (v *validator) container() {
 				paths[vol.Path] = i
 			}
 		}
+		if vol.Size != "" || v.s.given(join(p, "size")) {
+			n, err := vol.Size.Bytes()
+			switch {
+			case err != nil:
+				v.errorf(join(p, "size"), "%v", err)
+			case n < MinVolumeSize:
+				v.errorf(join(p, "size"), "must be at least 1Mi, got %s: give the space the volume needs, such as 1Gi", quote(string(vol.Size)))
+			}
+		}
 	}
 	for i, c := range s.CapDrop {
 		if !capPattern.MatchString(c) {
@@ -173,6 +185,17 @@ func relativePath(p string) string {
 		return "must stay inside the directory skiff.yaml is in (it is what is uploaded)"
 	}
 	return ""
+}
+
+// SizeBytes is the volume's size in bytes, DefaultVolumeSize's when none
+// is set. It is meant for a validated spec: a size that does not parse
+// counts as the default, which Validate would have reported.
+func (v Volume) SizeBytes() int64 {
+	n, err := cmp.Or(v.Size, DefaultVolumeSize).Bytes()
+	if err != nil {
+		n, _ = DefaultVolumeSize.Bytes()
+	}
+	return n
 }
 
 // JSONSchemaExtend gives volume names and paths the patterns validation

@@ -15,6 +15,7 @@ volumes:
   - {name: data, path: /var/lib/web}
   - name: cache
     path: /cache
+    size: 10Gi
 read_only: true
 cap_drop: [ALL]
 `
@@ -25,7 +26,7 @@ cap_drop: [ALL]
 	if !s.IsContainer() || s.Image != "ghcr.io/club/web:1.4" || s.Port != 8080 || !s.ReadOnly {
 		t.Errorf("parsed %+v", s)
 	}
-	if want := []Volume{{"data", "/var/lib/web"}, {"cache", "/cache"}}; !reflect.DeepEqual(s.Volumes, want) {
+	if want := []Volume{{Name: "data", Path: "/var/lib/web"}, {Name: "cache", Path: "/cache", Size: "10Gi"}}; !reflect.DeepEqual(s.Volumes, want) {
 		t.Errorf("volumes = %+v, want %+v", s.Volumes, want)
 	}
 	if !reflect.DeepEqual(s.CapDrop, []string{"ALL"}) {
@@ -86,7 +87,19 @@ func TestContainerSpecErrors(t *testing.T) {
 		{"volume without fields", "name: a\nimage: x\nport: 1\nvolumes: [{}]\n", []string{
 			"volumes[0].name: required", "volumes[0].path: required",
 		}},
-		{"unknown volume field", "name: a\nimage: x\nport: 1\nvolumes: [{name: d, path: /d, size: 1G}]\n", []string{`unknown field "size"`}},
+		{"unknown volume field", "name: a\nimage: x\nport: 1\nvolumes: [{name: d, path: /d, type: ssd}]\n", []string{`unknown field "type": expected one of name, path, size`}},
+		{"volume size in GB", "name: a\nimage: x\nport: 1\nvolumes: [{name: d, path: /d, size: 10GB}]\n", []string{
+			`skiff.yaml:4:31: volumes[0].size: invalid quantity "10GB": did you mean 10Gi (powers of 1024) or 10G (powers of 1000)?`,
+		}},
+		{"volume size too small", "name: a\nimage: x\nport: 1\nvolumes: [{name: d, path: /d, size: 64Ki}]\n", []string{
+			`skiff.yaml:4:31: volumes[0].size: must be at least 1Mi, got "64Ki"`,
+		}},
+		{"volume size not a quantity", "name: a\nimage: x\nport: 1\nvolumes: [{name: d, path: /d, size: [1]}]\n", []string{
+			`volumes[0].size: expected a quantity such as 256Mi or 1Gi`,
+		}},
+		{"empty volume size", "name: a\nimage: x\nport: 1\nvolumes: [{name: d, path: /d, size: \"\"}]\n", []string{
+			`volumes[0].size: invalid quantity ""`,
+		}},
 		{"bad capability", "name: a\nimage: x\nport: 1\ncap_drop: [net_raw]\n", []string{`cap_drop[0]: "net_raw" is not a capability`}},
 	}
 	for _, tt := range tests {
@@ -101,5 +114,32 @@ func TestContainerSpecErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A volume's size is filled in by Defaults and read in bytes; a size
+// given is kept as written.
+func TestVolumeSize(t *testing.T) {
+	s, err := Parse("skiff.yaml", []byte("name: db\nimage: x\nport: 1\nvolumes:\n  - {name: data, path: /data}\n  - {name: wal, path: /wal, size: 512M}\n  - {name: raw, path: /raw, size: 2147483648}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Volumes[0].Size != "" {
+		t.Errorf("Parse filled in a size the spec left out: %q", s.Volumes[0].Size)
+	}
+	s.Defaults()
+	for i, want := range []struct {
+		size  Quantity
+		bytes int64
+	}{{DefaultVolumeSize, 1 << 30}, {"512M", 512e6}, {"2147483648", 2 << 30}} {
+		if v := s.Volumes[i]; v.Size != want.size || v.SizeBytes() != want.bytes {
+			t.Errorf("volumes[%d] after Defaults: size %q (%d bytes), want %q (%d bytes)", i, v.Size, v.SizeBytes(), want.size, want.bytes)
+		}
+	}
+	if err := s.Validate(); err != nil {
+		t.Errorf("defaults do not validate: %v", err)
+	}
+	if n := (Volume{Name: "x", Path: "/x"}).SizeBytes(); n != 1<<30 {
+		t.Errorf("a volume without a size has %d bytes, want the default 1Gi", n)
 	}
 }

@@ -11,10 +11,14 @@ const (
 	DefaultThreshold         = 3
 	DefaultLivenessThreshold = 6
 	DefaultReadyTimeout      = 60 * time.Second
+
+	// DefaultVolumeSize is what a cluster reserves for a volume without
+	// a size.
+	DefaultVolumeSize Quantity = "1Gi"
 )
 
-// Defaults fills in every field the spec left out, in place: one replica
-// and, when health is absent, a TCP probe. It is idempotent and does not
+// Defaults fills in every field the spec left out, in place: one replica,
+// when health is absent a TCP probe, and each volume's size. It is idempotent and does not
 // validate; Parse does not call it, so that a stored spec says only what
 // its author wrote. Call it before turning a spec into what runs.
 //
@@ -28,6 +32,11 @@ func (s *Spec) Defaults() {
 		s.Health = &Health{}
 	}
 	s.Health.defaults()
+	for i := range s.Volumes {
+		if s.Volumes[i].Size == "" {
+			s.Volumes[i].Size = DefaultVolumeSize
+		}
+	}
 }
 
 func (h *Health) defaults() {

@@ -157,6 +157,14 @@ type Volume struct {
 	Name string `json:"name"`
 	// Where it is mounted in the container: an absolute path. Required.
 	Path string `json:"path"`
+	// The space a cluster reserves for it (skiff server --runtime
+	// kubernetes, where it is a PersistentVolumeClaim): a number with a
+	// suffix such as 1Gi, 10Gi (powers of 1024) or 500M (powers of 1000),
+	// at least 1Mi. A claim can grow, if its storage class allows, but
+	// never shrink: a smaller size later keeps the larger claim. Docker's
+	// volumes have no size, so on one host it is not enforced. Default
+	// 1Gi.
+	Size Quantity `json:"size,omitempty"`
 }
 
 // Resources are per-instance limits, enforced where the runtime can.

@@ -18,6 +18,8 @@ const (
 	MaxThreshold = 100
 	MaxCPU       = 64
 	MinMemory    = 4 << 20
+	// MinVolumeSize is the smallest size a volume may ask for.
+	MinVolumeSize = 1 << 20
 
 	minInterval     = 100 * time.Millisecond
 	maxInterval     = time.Hour

@@ -35,9 +35,24 @@ type testEnv struct {
 
 func newEnv(t *testing.T) *testEnv {
 	t.Helper()
+	return newEnvWith(t, Options{})
+}
+
+// newEnvWith is newEnv with o's options besides the client, namespace,
+// wait and logger.
+func newEnvWith(t *testing.T, o Options) *testEnv {
+	t.Helper()
 	c := kubetest.Require(t)
 	ns := c.Namespace(t)
-	rt, err := New(Options{Client: c.Client, Namespace: ns, RemoveWait: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	return &testEnv{t: t, c: c, ns: ns, rt: startRuntime(t, c, ns, o)}
+}
+
+// startRuntime starts a runtime on namespace ns of c with o's options
+// besides the client, namespace, wait and logger; it closes when t ends.
+func startRuntime(t *testing.T, c *kubetest.Cluster, ns string, o Options) *Runtime {
+	t.Helper()
+	o.Client, o.Namespace, o.RemoveWait, o.Logger = c.Client, ns, 5*time.Second, slog.New(slog.DiscardHandler)
+	rt, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +62,7 @@ func newEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(rt.Close)
-	return &testEnv{t: t, c: c, ns: ns, rt: rt}
+	return rt
 }
 
 func appTemplate(app string, release int) instance.Template {
@@ -277,11 +292,29 @@ func TestDeleteSetLeavesNothing(t *testing.T) {
 	e := newEnv(t)
 	e.running("blog", 1, 2)
 	e.running("blog", 2, 2)
+	// Each release has its headless Service, named in its set.
+	sets, err := e.rt.Sets(e.ctx(), "blog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range sets {
+		want := instance.Published{Service: ServiceName("blog", set.Release), Port: 8080}
+		if set.Published == nil || *set.Published != want {
+			t.Errorf("release %d publishes %+v, want %+v", set.Release, set.Published, want)
+		}
+		svc, err := e.c.Client.CoreV1().Services(e.ns).Get(e.ctx(), want.Service, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("service of release %d: %v", set.Release, err)
+		}
+		if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Spec.Selector[LabelRelease] != fmt.Sprint(set.Release) {
+			t.Errorf("service %s: cluster IP %q, selector %v; want headless, selecting release %d", svc.Name, svc.Spec.ClusterIP, svc.Spec.Selector, set.Release)
+		}
+	}
 
 	if err := e.rt.DeleteSet(e.ctx(), "blog", 1); err != nil {
 		t.Fatal(err)
 	}
-	sets, err := e.rt.Sets(e.ctx(), "blog")
+	sets, err = e.rt.Sets(e.ctx(), "blog")
 	if err != nil || len(sets) != 1 || sets[0].Release != 2 {
 		t.Fatalf("after deleting release 1, Sets = %+v, %v; want release 2 only", sets, err)
 	}
@@ -316,6 +349,13 @@ func TestDeleteSetLeavesNothing(t *testing.T) {
 		_, err = e.c.Client.PolicyV1().PodDisruptionBudgets(e.ns).Get(e.ctx(), "blog", metav1.GetOptions{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("budget: %v", err)
+		}
+		svcs, err := e.c.Client.CoreV1().Services(e.ns).List(e.ctx(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if len(svcs.Items) > 0 {
+			return fmt.Errorf("%d services left, the first %s", len(svcs.Items), svcs.Items[0].Name)
 		}
 		return nil
 	})
@@ -369,53 +409,6 @@ func TestForeignObjectIsLeftAlone(t *testing.T) {
 	if *got.Spec.Replicas != 0 || got.Labels[LabelManagedBy] != "" {
 		t.Errorf("the foreign replicaset was changed: replicas %d, labels %v", *got.Spec.Replicas, got.Labels)
 	}
-}
-
-// A node that disappears takes its pods with it; the ReplicaSet makes new
-// ones on the remaining nodes and Sets follows.
-//
-// It runs beside the other tests: their pods on the lost node keep their
-// Running status until the pod garbage collector's quarantine (40s) ends,
-// long after those tests are done.
-func TestNodeLossReschedules(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	set := e.running("game", 1, 3)
-	lost := e.pod(set.Instances[0].ID).Spec.NodeName
-	var onLost []string
-	for _, in := range set.Instances {
-		if e.pod(in.ID).Spec.NodeName == lost {
-			onLost = append(onLost, in.ID)
-		}
-	}
-	start := time.Now()
-	e.c.DeleteNode(t, lost)
-
-	// The pod garbage collector looks for pods of a node that is gone
-	// every 20s and waits out a 40s quarantine before it deletes them.
-	kubetest.Await(t, 3*time.Minute, "pods of the lost node replaced", func() error {
-		sets, err := e.rt.Sets(e.ctx(), "game")
-		if err != nil {
-			return err
-		}
-		if len(sets) != 1 || sets[0].Ready() != 3 || len(sets[0].Instances) != 3 {
-			return fmt.Errorf("sets: %+v", sets)
-		}
-		for _, in := range sets[0].Instances {
-			if slices.Contains(onLost, in.ID) {
-				return fmt.Errorf("%s of the lost node %s is still reported", in.ID, lost)
-			}
-			p, err := e.c.Client.CoreV1().Pods(e.ns).Get(e.ctx(), in.ID, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if p.Spec.NodeName == lost {
-				return fmt.Errorf("%s is on the lost node", in.ID)
-			}
-		}
-		return nil
-	})
-	t.Logf("pods of %s (%v) replaced on other nodes %s after the node was deleted", lost, onLost, time.Since(start).Round(time.Second))
 }
 
 func findInstance(sets []instance.Set, id string) (instance.Instance, bool) {

@@ -52,6 +52,29 @@ func TestRenderedObjectsPassServerSideDryRun(t *testing.T) {
 			if _, err := c.Client.PolicyV1().PodDisruptionBudgets(ns).Apply(ctx, pdb, dryApply); err != nil {
 				t.Fatalf("API server refused the budget: %v", err)
 			}
+			for _, v := range tc.t.Volumes {
+				for _, class := range []string{"", "local-path"} {
+					got, err := c.Client.CoreV1().PersistentVolumeClaims(ns).Apply(ctx, Claim(tc.t.App, v, ns, class), dryApply)
+					if err != nil {
+						t.Fatalf("API server refused the claim of volume %s (storage class %q): %v", v.Name, class, err)
+					}
+					if want := claimSize(v); got.Spec.Resources.Requests.Storage().Cmp(want) != 0 {
+						t.Errorf("accepted claim of %s asks %s, want %s", v.Name, got.Spec.Resources.Requests.Storage(), want.String())
+					}
+				}
+			}
+
+			svc, err := Service(tc.t, RenderOptions{Namespace: ns})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotSvc, err := c.Client.CoreV1().Services(ns).Apply(ctx, svc, dryApply)
+			if err != nil {
+				t.Fatalf("API server refused the service: %v", err)
+			}
+			if gotSvc.Spec.ClusterIP != "None" {
+				t.Errorf("accepted service has cluster IP %q, want None (headless)", gotSvc.Spec.ClusterIP)
+			}
 		})
 	}
 	// Dry runs leave nothing behind.

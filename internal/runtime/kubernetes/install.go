@@ -40,6 +40,10 @@ type InstallOptions struct {
 	Storage string
 	// StorageClass of that volume; empty means the cluster's default.
 	StorageClass string
+	// EdgeToken is the token the edges reach the control plane's route
+	// feed with. Default: a new random one (Apply keeps an installed
+	// one).
+	EdgeToken string
 }
 
 // Names of what the install creates.
@@ -78,14 +82,23 @@ func (o *InstallOptions) defaults() error {
 	if o.Image == "" {
 		return errors.New("--image is required: the skiff container image the cluster pulls")
 	}
+	if o.EdgeToken == "" {
+		token, err := newEdgeToken()
+		if err != nil {
+			return err
+		}
+		o.EdgeToken = token
+	}
 	return nil
 }
 
 // InstallObjects renders, in the order they are applied, what runs skiff
 // in a cluster: its namespace, a service account with a Role that allows
-// exactly what the runtime does in that namespace, the control plane (one
-// replica, Recreate, its store on a PersistentVolumeClaim; the edge runs
-// in the same process for now), the edge's Service and the API's.
+// exactly what the runtime does in that namespace and a ClusterRole that
+// lets it read nodes, nothing more, the edge token's Secret, the control
+// plane (one replica, Recreate, its store on a PersistentVolumeClaim),
+// the edge as a Deployment of its own (edgeObjects), the edge's Service
+// (selecting the edge's pods) and the API's.
 func InstallObjects(o InstallOptions) ([]*unstructured.Unstructured, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
@@ -115,13 +128,32 @@ func InstallObjects(o InstallOptions) ([]*unstructured.Unstructured, error) {
 				WithVerbs("get", "update", "patch"),
 			rbacac.PolicyRule().WithAPIGroups("").WithResources("pods").
 				WithVerbs("get", "list", "watch", "patch", "delete", "deletecollection"),
+			// The pods' logs, which skiff logs shows.
+			rbacac.PolicyRule().WithAPIGroups("").WithResources("pods/log").WithVerbs("get"),
 			rbacac.PolicyRule().WithAPIGroups("policy").WithResources("poddisruptionbudgets").
 				WithVerbs("get", "create", "patch", "delete"),
+			// The apps' volumes; list finds a destroyed app's claims.
+			rbacac.PolicyRule().WithAPIGroups("").WithResources("persistentvolumeclaims").
+				WithVerbs("get", "list", "create", "patch", "delete"),
+			// Each release's headless Service, whose EndpointSlices the
+			// edges follow.
+			rbacac.PolicyRule().WithAPIGroups("").WithResources("services").
+				WithVerbs("get", "list", "watch", "create", "patch", "delete"),
 		),
 		rbacac.RoleBinding(installName, ns).WithLabels(labels).
 			WithRoleRef(rbacac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(installName)).
 			WithSubjects(rbacac.Subject().WithKind(rbacv1.ServiceAccountKind).WithName(installName).WithNamespace(ns)),
+		// Nodes are cluster-scoped: reading them (to stop routing to pods
+		// of a lost node at once) takes a ClusterRole, named after the
+		// namespace so that installs in several namespaces stand apart.
+		rbacac.ClusterRole(nodeReader(ns)).WithLabels(labels).WithRules(
+			rbacac.PolicyRule().WithAPIGroups("").WithResources("nodes").WithVerbs(nodeVerbs...),
+		),
+		rbacac.ClusterRoleBinding(nodeReader(ns)).WithLabels(labels).
+			WithRoleRef(rbacac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(nodeReader(ns))).
+			WithSubjects(rbacac.Subject().WithKind(rbacv1.ServiceAccountKind).WithName(installName).WithNamespace(ns)),
 		coreac.PersistentVolumeClaim(dataClaim, ns).WithLabels(labels).WithSpec(claim),
+		edgeTokenObject(o, labels),
 		appsac.Deployment(installName, ns).WithLabels(labels).WithSpec(appsac.DeploymentSpec().
 			WithReplicas(1).
 			// One server owns the store at a time: the old pod goes
@@ -135,22 +167,29 @@ func InstallObjects(o InstallOptions) ([]*unstructured.Unstructured, error) {
 					WithImage(o.Image).
 					WithArgs("server", "--runtime", "kubernetes", "--namespace", ns,
 						"--data-dir", dataDir, "--domain", o.Domain,
-						"--http-addr", fmt.Sprintf(":%d", edgePort), "--api-addr", fmt.Sprintf(":%d", apiPort)).
+						"--http-addr", fmt.Sprintf(":%d", edgePort), "--api-addr", fmt.Sprintf(":%d", apiPort),
+						"--edge-token-file", edgeTokenDir+"/"+edgeTokenKey).
 					WithPorts(
 						coreac.ContainerPort().WithName("edge").WithContainerPort(edgePort),
 						coreac.ContainerPort().WithName("api").WithContainerPort(apiPort)).
 					WithReadinessProbe(probe).
-					WithVolumeMounts(coreac.VolumeMount().WithName("data").WithMountPath(dataDir))).
+					WithVolumeMounts(coreac.VolumeMount().WithName("data").WithMountPath(dataDir),
+						coreac.VolumeMount().WithName("edge-token").WithMountPath(edgeTokenDir).WithReadOnly(true))).
 				WithVolumes(coreac.Volume().WithName("data").
-					WithPersistentVolumeClaim(coreac.PersistentVolumeClaimVolumeSource().WithClaimName(dataClaim)))))),
+					WithPersistentVolumeClaim(coreac.PersistentVolumeClaimVolumeSource().WithClaimName(dataClaim)),
+					coreac.Volume().WithName("edge-token").
+						WithSecret(coreac.SecretVolumeSource().WithSecretName(edgeTokenSecret)))))),
+	}
+	objs = append(objs, edgeObjects(o, labels)...)
+	objs = append(objs,
 		coreac.Service(edgeService, ns).WithLabels(labels).WithSpec(coreac.ServiceSpec().
 			WithType(corev1.ServiceType(o.EdgeService)).
-			WithSelector(podLabels).
+			WithSelector(edgePodLabels).
 			WithPorts(coreac.ServicePort().WithName("http").WithPort(80).WithTargetPort(intstr.FromString("edge")))),
 		coreac.Service(apiService, ns).WithLabels(labels).WithSpec(coreac.ServiceSpec().
 			WithSelector(podLabels).
 			WithPorts(coreac.ServicePort().WithName("api").WithPort(apiPort).WithTargetPort(intstr.FromString("api")))),
-	}
+	)
 	out := make([]*unstructured.Unstructured, 0, len(objs))
 	for _, obj := range objs {
 		b, err := json.Marshal(obj)
@@ -192,8 +231,11 @@ var apiResources = map[string]schema.GroupVersionResource{
 	"ServiceAccount":        {Version: "v1", Resource: "serviceaccounts"},
 	"PersistentVolumeClaim": {Version: "v1", Resource: "persistentvolumeclaims"},
 	"Service":               {Version: "v1", Resource: "services"},
+	"Secret":                {Version: "v1", Resource: "secrets"},
 	"Role":                  {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
 	"RoleBinding":           {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+	"ClusterRole":           {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+	"ClusterRoleBinding":    {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
 	"Deployment":            {Group: "apps", Version: "v1", Resource: "deployments"},
 }
 
@@ -232,7 +274,16 @@ func Apply(ctx context.Context, dyn dynamic.Interface, objs []*unstructured.Unst
 			report(fmt.Sprintf("namespace %s exists and is not skiff's: using it as it is", obj.GetName()))
 			continue
 		}
-		res, _ := resourceOf(dyn, obj)
+		res, cur, err := existing(ctx, dyn, obj)
+		if err != nil {
+			return err
+		}
+		if obj.GetKind() == "Secret" && cur != nil {
+			// A secret made at an earlier install (the edge token) keeps
+			// its value: running edges go on reaching the control plane.
+			obj = obj.DeepCopy()
+			obj.Object["data"] = cur.Object["data"]
+		}
 		if _, err := res.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
 			return fmt.Errorf("apply %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
@@ -300,6 +351,10 @@ func existing(ctx context.Context, dyn dynamic.Interface, obj *unstructured.Unst
 	}
 	return res, cur, nil
 }
+
+// nodeReader names the ClusterRole, and its binding, that let the
+// install in namespace ns read nodes.
+func nodeReader(ns string) string { return "skiff-" + ns + "-nodes" }
 
 func kindName(kind string) string { return strings.ToLower(kind) }
 

@@ -20,7 +20,7 @@ import (
 )
 
 func TestInstallGolden(t *testing.T) {
-	objs, err := InstallObjects(InstallOptions{Image: "ghcr.io/skiff-sh/skiff:0.1.0", Domain: "club.example.com"})
+	objs, err := InstallObjects(InstallOptions{Image: "ghcr.io/skiff-sh/skiff:0.1.0", Domain: "club.example.com", EdgeToken: "golden-edge-token"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,11 +97,49 @@ func TestInstallAppliesAndUninstallRemovesAll(t *testing.T) {
 		t.Errorf("control plane runs as %q with strategy %q", dep.Spec.Template.Spec.ServiceAccountName, dep.Spec.Strategy.Type)
 	}
 	before := dep.ResourceVersion
-	if err := Apply(ctx, dyn, objs, report); err != nil {
+	edgeToken := func() string {
+		s, err := c.Client.CoreV1().Secrets(ns).Get(ctx, edgeTokenSecret, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("edge token secret: %v", err)
+		}
+		return string(s.Data[edgeTokenKey])
+	}
+	token := edgeToken()
+	if len(token) < 32 {
+		t.Errorf("edge token of %d characters, want a long random one", len(token))
+	}
+	// Rendered again, the install makes a new token; applied over the
+	// running one, it keeps the installed token and changes nothing.
+	again, err := InstallObjects(InstallOptions{Namespace: ns, Image: "registry.example/skiff:1", EdgeService: "NodePort"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(ctx, dyn, again, report); err != nil {
 		t.Fatalf("second apply: %v", err)
 	}
 	if dep, _ := c.Client.AppsV1().Deployments(ns).Get(ctx, "skiff", metav1.GetOptions{}); dep.ResourceVersion != before {
 		t.Error("a second apply of the same install changed the deployment")
+	}
+	if got := edgeToken(); got != token {
+		t.Error("a second apply replaced the installed edge token")
+	}
+	// The edge runs on its own, and its Service selects it, not the
+	// control plane.
+	edgeDep, err := c.Client.AppsV1().Deployments(ns).Get(ctx, edgeService, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *edgeDep.Spec.Replicas != edgeReplicas || edgeDep.Spec.Template.Spec.ServiceAccountName != edgeService ||
+		edgeDep.Spec.Template.Spec.Containers[0].Args[0] != "edge" {
+		t.Errorf("edge deployment: %d replicas, service account %q, args %v", *edgeDep.Spec.Replicas,
+			edgeDep.Spec.Template.Spec.ServiceAccountName, edgeDep.Spec.Template.Spec.Containers[0].Args)
+	}
+	edgeSvc, err := c.Client.CoreV1().Services(ns).Get(ctx, edgeService, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edgeSvc.Spec.Selector[componentKey] != "edge" {
+		t.Errorf("the edge's Service selects %v, want the edge's pods", edgeSvc.Spec.Selector)
 	}
 
 	// The service account may do what the runtime does, and not more.
@@ -113,12 +151,48 @@ func TestInstallAppliesAndUninstallRemovesAll(t *testing.T) {
 		{"create", "apps", "replicasets", "", ns, true},
 		{"update", "apps", "replicasets", "scale", ns, true},
 		{"patch", "", "pods", "", ns, true},
+		{"get", "", "pods", "log", ns, true},
+		{"get", "", "pods", "log", "default", false},
+		{"create", "", "pods", "exec", ns, false},
+		// The apps' volume claims, in its namespace; never the volumes
+		// behind them, nor claims elsewhere.
+		{"patch", "", "persistentvolumeclaims", "", ns, true},
+		{"delete", "", "persistentvolumeclaims", "", ns, true},
+		{"delete", "", "persistentvolumeclaims", "", "default", false},
+		{"create", "", "persistentvolumes", "", "", false},
 		{"create", "apps", "replicasets", "", "default", false},
 		{"get", "", "secrets", "", ns, false},
 		{"create", "apps", "deployments", "", ns, false},
+		// Nodes are read cluster-wide, and only read.
+		{"list", "", "nodes", "", "", true},
+		{"watch", "", "nodes", "", "", true},
+		{"patch", "", "nodes", "status", "", false},
+		{"delete", "", "nodes", "", "", false},
+		{"list", "", "pods", "", "", false},
 	} {
 		if got := canI(t, c, sa, tc.verb, tc.group, tc.resource, tc.sub, tc.namespace); got != tc.allowed {
 			t.Errorf("%s may %s %s/%s in %s: %v, want %v", sa, tc.verb, tc.resource, tc.sub, tc.namespace, got, tc.allowed)
+		}
+	}
+	// The edge's service account reads EndpointSlices there, nothing else.
+	edgeSA := "system:serviceaccount:" + ns + ":" + edgeService
+	for _, tc := range []struct {
+		verb, group, resource, namespace string
+		allowed                          bool
+	}{
+		{"watch", "discovery.k8s.io", "endpointslices", ns, true},
+		{"list", "discovery.k8s.io", "endpointslices", ns, true},
+		{"get", "discovery.k8s.io", "endpointslices", ns, true},
+		{"create", "discovery.k8s.io", "endpointslices", ns, false},
+		{"watch", "discovery.k8s.io", "endpointslices", "default", false},
+		{"get", "", "secrets", ns, false},
+		{"list", "", "pods", ns, false},
+		{"list", "", "services", ns, false},
+		{"list", "", "nodes", "", false},
+		{"create", "apps", "replicasets", ns, false},
+	} {
+		if got := canI(t, c, edgeSA, tc.verb, tc.group, tc.resource, "", tc.namespace); got != tc.allowed {
+			t.Errorf("%s may %s %s in %q: %v, want %v", edgeSA, tc.verb, tc.resource, tc.namespace, got, tc.allowed)
 		}
 	}
 

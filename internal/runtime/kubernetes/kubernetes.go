@@ -10,7 +10,26 @@
 // scale subresource, so applying a template never undoes a scale. What
 // runs is read from informers' caches of the namespace's skiff-managed
 // ReplicaSets and pods: an instance is a pod, its endpoint the pod IP and
-// the app's port, its state the pod's readiness.
+// the app's port, its state the pod's readiness. A cache of the cluster's
+// nodes (when skiff may watch them) makes a pod on a deleted or NotReady
+// node unready at once, instead of when Kubernetes gets round to it.
+//
+// Each release also has a headless Service (ServiceName) selecting its
+// pods, created and deleted with its ReplicaSet: the EndpointSlice
+// controller then lists the release's pods and their readiness, which an
+// edge running on its own follows without the control plane (Sets names
+// the Service in Set.Published).
+//
+// An app's volumes are PersistentVolumeClaims of the app, not of a
+// release (ClaimName): applied before a release's ReplicaSet is created,
+// mounted by every release, so data outlives releases as a Docker volume
+// does on one host, and deleted only when the app is destroyed
+// (DeleteVolumes).
+//
+// What the pods' containers write reaches the log collector as a
+// process's or a container's output does on one host: FollowLogs follows
+// each pod's log through the API into a raw file of the pod's own
+// (logs.go).
 //
 // To remove one chosen instance the controller first marks it draining
 // (an annotation that also gives the pod the lowest
@@ -61,6 +80,9 @@ type Options struct {
 	// RemoveWait bounds how long Remove waits for the ReplicaSet to
 	// delete the chosen pod before deleting it itself. Default 10s.
 	RemoveWait time.Duration
+	// StorageClass of the apps' volume claims (skiff server
+	// --storage-class). Default: the cluster's default class.
+	StorageClass string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -73,8 +95,16 @@ type Runtime struct {
 	factory informers.SharedInformerFactory
 	rsets   appslisters.ReplicaSetNamespaceLister
 	pods    corelisters.PodNamespaceLister
-	synced  []cache.InformerSynced
-	stop    chan struct{}
+	// services are the releases' headless Services (ServiceName).
+	services corelisters.ServiceNamespaceLister
+	// podIndex finds the pods on a node (podNodeIndex).
+	podIndex cache.Indexer
+	synced   []cache.InformerSynced
+	stop     chan struct{}
+	// nodes is nil when skiff may not watch nodes; both are set once,
+	// in Start.
+	nodeFactory informers.SharedInformerFactory
+	nodes       corelisters.NodeLister
 
 	mu       sync.Mutex
 	started  bool
@@ -103,15 +133,19 @@ func New(opts Options) (*Runtime, error) {
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = managed }))
 	rsInformer := factory.Apps().V1().ReplicaSets()
 	podInformer := factory.Core().V1().Pods()
+	svcInformer := factory.Core().V1().Services()
 	r := &Runtime{
-		opts:    opts,
-		log:     log,
-		render:  RenderOptions{Namespace: opts.Namespace, StopGrace: opts.StopGrace},
-		factory: factory,
-		rsets:   rsInformer.Lister().ReplicaSets(opts.Namespace),
-		pods:    podInformer.Lister().Pods(opts.Namespace),
-		synced:  []cache.InformerSynced{rsInformer.Informer().HasSynced, podInformer.Informer().HasSynced},
-		stop:    make(chan struct{}),
+		opts:     opts,
+		log:      log,
+		render:   RenderOptions{Namespace: opts.Namespace, StopGrace: opts.StopGrace, StorageClass: opts.StorageClass},
+		factory:  factory,
+		rsets:    rsInformer.Lister().ReplicaSets(opts.Namespace),
+		pods:     podInformer.Lister().Pods(opts.Namespace),
+		podIndex: podInformer.Informer().GetIndexer(),
+		services: svcInformer.Lister().Services(opts.Namespace),
+		synced: []cache.InformerSynced{rsInformer.Informer().HasSynced, podInformer.Informer().HasSynced,
+			svcInformer.Informer().HasSynced},
+		stop: make(chan struct{}),
 	}
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    r.changed,
@@ -124,6 +158,13 @@ func New(opts Options) (*Runtime, error) {
 	if _, err := podInformer.Informer().AddEventHandler(handler); err != nil {
 		return nil, fmt.Errorf("watch pods: %w", err)
 	}
+	if err := podInformer.Informer().AddIndexers(cache.Indexers{podNodeIndex: indexPodByNode}); err != nil {
+		return nil, fmt.Errorf("index pods by node: %w", err)
+	}
+	// A release's Service appearing changes what Sets publishes.
+	if _, err := svcInformer.Informer().AddEventHandler(handler); err != nil {
+		return nil, fmt.Errorf("watch services: %w", err)
+	}
 	return r, nil
 }
 
@@ -133,7 +174,10 @@ func New(opts Options) (*Runtime, error) {
 func (r *Runtime) Start(ctx context.Context) error {
 	r.factory.Start(r.stop)
 	if !cache.WaitForCacheSync(ctx.Done(), r.synced...) {
-		return fmt.Errorf("kubernetes runtime: list replicasets and pods in namespace %s: %w", r.opts.Namespace, ctx.Err())
+		return fmt.Errorf("kubernetes runtime: list replicasets, pods and services in namespace %s: %w", r.opts.Namespace, ctx.Err())
+	}
+	if err := r.watchNodes(ctx); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	r.started = true
@@ -153,6 +197,9 @@ func (r *Runtime) Close() {
 	r.mu.Unlock()
 	close(r.stop)
 	r.factory.Shutdown()
+	if r.nodeFactory != nil {
+		r.nodeFactory.Shutdown()
+	}
 }
 
 func (r *Runtime) ready() error {
@@ -164,8 +211,10 @@ func (r *Runtime) ready() error {
 	return nil
 }
 
-// Watch calls fn with an app's name whenever one of its ReplicaSets or
-// pods changes. Calls come from the informers' goroutines.
+// Watch calls fn with an app's name whenever one of its ReplicaSets,
+// pods or Services changes, or a node that holds one of its pods is
+// deleted or changes readiness. Calls come from the informers'
+// goroutines.
 func (r *Runtime) Watch(fn func(app string)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -180,7 +229,11 @@ func (r *Runtime) changed(obj any) {
 	if !ok || o.GetLabels()[LabelApp] == "" {
 		return
 	}
-	app := o.GetLabels()[LabelApp]
+	r.notify(o.GetLabels()[LabelApp])
+}
+
+// notify calls the watchers with app.
+func (r *Runtime) notify(app string) {
 	r.mu.Lock()
 	fns := slices.Clone(r.watchers)
 	r.mu.Unlock()

@@ -78,6 +78,9 @@ type RenderOptions struct {
 	// StopGrace is how long a pod has between SIGTERM and SIGKILL.
 	// Default 10s, as the supervisor's.
 	StopGrace time.Duration
+	// StorageClass of new volume claims (skiff server --storage-class);
+	// empty means the cluster's default class.
+	StorageClass string
 }
 
 // SetName names a release's ReplicaSet: <app>-<release>. Releases are
@@ -113,8 +116,9 @@ func CheckTemplate(t instance.Template) error {
 		return fmt.Errorf("app %s: image %s is a local Docker image ID, which a cluster's nodes cannot pull: push it to a registry and name it in image: (ideally by digest, name@sha256:...): %w", t.App, t.Image, ErrUnsupported)
 	case t.Port <= 0 || t.Port > 65535:
 		return fmt.Errorf("app %s: port %d: an image app needs port: (1-65535) in skiff.yaml", t.App, t.Port)
-	case len(t.Volumes) > 0:
-		return fmt.Errorf("app %s: volumes: %w yet (they need PersistentVolumeClaims); remove them or run with --runtime local", t.App, ErrUnsupported)
+	}
+	if err := checkVolumes(t); err != nil {
+		return err
 	}
 	for _, p := range t.Ports {
 		if p <= 0 || p > 65535 {
@@ -203,20 +207,24 @@ func podSpec(t instance.Template, o RenderOptions, sel map[string]string) *corea
 		}
 		c.WithSecurityContext(sc)
 	}
-	return coreac.PodSpec().
+	mountVolumes(t, c)
+	p := coreac.PodSpec().
 		WithContainers(c).
 		// Apps do not talk to the Kubernetes API, nor need every
 		// Service of the namespace in their environment.
 		WithAutomountServiceAccountToken(false).
 		WithEnableServiceLinks(false).
-		WithTerminationGracePeriodSeconds(int64(grace.Seconds())).
-		WithTopologySpreadConstraints(coreac.TopologySpreadConstraint().
-			WithMaxSkew(1).
-			WithTopologyKey(corev1.LabelHostname).
-			// Spread when possible, never leave a pod pending for it:
-			// after a node is lost its pods must land somewhere.
-			WithWhenUnsatisfiable(corev1.ScheduleAnyway).
-			WithLabelSelector(metaac.LabelSelector().WithMatchLabels(sel)))
+		WithTerminationGracePeriodSeconds(int64(grace.Seconds()))
+	if len(t.Volumes) > 0 {
+		return withClaims(t, p)
+	}
+	return p.WithTopologySpreadConstraints(coreac.TopologySpreadConstraint().
+		WithMaxSkew(1).
+		WithTopologyKey(corev1.LabelHostname).
+		// Spread when possible, never leave a pod pending for it:
+		// after a node is lost its pods must land somewhere.
+		WithWhenUnsatisfiable(corev1.ScheduleAnyway).
+		WithLabelSelector(metaac.LabelSelector().WithMatchLabels(sel)))
 }
 
 // env is the template's env plus what skiff sets, which the template

@@ -42,6 +42,10 @@ var renderCases = []struct {
 		App: "game", Release: 3, Image: "ghcr.io/club/game:7", Port: 25565,
 		Health: instance.Health{TCP: true, Interval: 5 * time.Second, LivenessThreshold: -1},
 	}},
+	{"volumes", instance.Template{
+		App: "db", Release: 4, Image: "ghcr.io/club/db:16", Port: 5432,
+		Volumes: []instance.Volume{{Name: "data", Path: "/var/lib/db", SizeBytes: 10 << 30}, {Name: "wal", Path: "/wal"}},
+	}},
 }
 
 func TestRenderGolden(t *testing.T) {
@@ -59,7 +63,22 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := string(rsYAML) + "---\n" + string(pdbYAML)
+			svc, err := Service(tc.t, RenderOptions{Namespace: "skiff"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			svcYAML, err := yaml.Marshal(svc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := string(rsYAML) + "---\n" + string(pdbYAML) + "---\n" + string(svcYAML)
+			for _, v := range tc.t.Volumes {
+				claimYAML, err := yaml.Marshal(Claim(tc.t.App, v, "skiff", ""))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got += "---\n" + string(claimYAML)
+			}
 			path := filepath.Join("testdata", tc.name+".yaml")
 			if *update {
 				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
@@ -108,7 +127,11 @@ func TestRenderRefusesWhatCannotRun(t *testing.T) {
 	}{
 		{"command only", func(t *instance.Template) { t.Image = ""; t.Command = []string{"./hello"} }, ErrCommandOnly, "give it an image"},
 		{"local image id", func(t *instance.Template) { t.Image = "sha256:abc" }, ErrUnsupported, "push it to a registry"},
-		{"volumes", func(t *instance.Template) { t.Volumes = []instance.Volume{{Name: "data", Path: "/data"}} }, ErrUnsupported, "volumes"},
+		{"bad volume name", func(t *instance.Template) { t.Volumes = []instance.Volume{{Name: "Data", Path: "/data"}} }, nil, `volume "Data"`},
+		{"volume named twice", func(t *instance.Template) {
+			t.Volumes = []instance.Volume{{Name: "data", Path: "/a"}, {Name: "data", Path: "/b"}}
+		}, nil, "named twice"},
+		{"relative volume path", func(t *instance.Template) { t.Volumes = []instance.Volume{{Name: "data", Path: "data"}} }, nil, `mount path "data"`},
 		{"no port", func(t *instance.Template) { t.Port = 0 }, nil, "needs port:"},
 		{"bad tcp target", func(t *instance.Template) { t.Ports = []int{70000} }, nil, "tcp target port 70000"},
 		{"no release", func(t *instance.Template) { t.Release = 0 }, nil, "release above 0"},

@@ -21,7 +21,8 @@ import (
 // ReplicaSet is created at size n together with the app's
 // PodDisruptionBudget; an existing one gets its template applied again
 // only when its rendering changed, and its size through the scale
-// subresource.
+// subresource. Shrinking takes draining pods first, then pods that are
+// not ready, then the newest (markLeaving).
 func (r *Runtime) Scale(ctx context.Context, t instance.Template, n int) error {
 	if err := r.ready(); err != nil {
 		return fmt.Errorf("scale %s release %d: %w", t.App, t.Release, err)
@@ -38,12 +39,20 @@ func (r *Runtime) Scale(ctx context.Context, t instance.Template, n int) error {
 
 	cached, err := r.rsets.Get(name)
 	if apierrors.IsNotFound(err) {
-		created, err := r.create(ctx, t.App, ac, n)
+		// A new release's pods ask for the app's volume claims at once.
+		if err := r.ensureClaims(ctx, t); err != nil {
+			return fmt.Errorf("scale %s release %d: %w", t.App, t.Release, err)
+		}
+		created, err := r.create(ctx, t, ac, n)
 		if err != nil {
 			return fmt.Errorf("scale %s release %d: %w", t.App, t.Release, err)
 		}
 		if created {
-			r.awaitCache(ctx, func() bool { _, err := r.rsets.Get(name); return err == nil })
+			r.awaitCache(ctx, func() bool {
+				_, errRS := r.rsets.Get(name)
+				_, errSvc := r.services.Get(ServiceName(t.App, t.Release))
+				return errRS == nil && errSvc == nil
+			})
 			return nil
 		}
 	} else if err != nil {
@@ -55,24 +64,33 @@ func (r *Runtime) Scale(ctx context.Context, t instance.Template, n int) error {
 			return fmt.Errorf("scale %s release %d: apply replicaset %s: %w", t.App, t.Release, name, err)
 		}
 	}
+	if err := r.ensureService(ctx, t, name); err != nil {
+		return fmt.Errorf("scale %s release %d: %w", t.App, t.Release, err)
+	}
+	if err := r.markLeaving(ctx, t, n); err != nil {
+		return fmt.Errorf("scale %s release %d to %d: %w", t.App, t.Release, n, err)
+	}
 	if err := r.resize(ctx, name, func(int32) int32 { return int32(n) }); err != nil {
 		return fmt.Errorf("scale %s release %d to %d: %w", t.App, t.Release, n, err)
 	}
+	// Shrinking, the pods that leave are gone from the set on return, as
+	// they are on every runtime.
 	r.awaitCache(ctx, func() bool {
 		rs, err := r.rsets.Get(name)
-		return err == nil && replicas(rs) == n
+		return err == nil && replicas(rs) == n && r.activePods(setLabels(t.App, t.Release)) <= n
 	})
 	return nil
 }
 
-// create makes a release's ReplicaSet at size n, and the app's budget.
-// It reports false when the ReplicaSet already existed.
+// create makes a release's ReplicaSet at size n, its Service, and the
+// app's budget. It reports false when the ReplicaSet already existed.
 //
 // The ReplicaSet is created, not applied: an applied object would have
 // skiff's apply own its replicas, and a later apply without them would
 // reset the size; created, the size belongs to the create and the
 // scale subresource, and later applies own only the template.
-func (r *Runtime) create(ctx context.Context, app string, ac any, n int) (bool, error) {
+func (r *Runtime) create(ctx context.Context, t instance.Template, ac any, n int) (bool, error) {
+	app := t.App
 	pdbs := r.opts.Client.PolicyV1().PodDisruptionBudgets(r.opts.Namespace)
 	if err := notOurs(pdbs.Get(ctx, app, metav1.GetOptions{})); err != nil {
 		return false, err
@@ -93,12 +111,15 @@ func (r *Runtime) create(ctx context.Context, app string, ac any, n int) (bool, 
 	size := int32(n)
 	rs.Spec.Replicas = &size
 	rsClient := r.opts.Client.AppsV1().ReplicaSets(r.opts.Namespace)
-	_, err = rsClient.Create(ctx, &rs, metav1.CreateOptions{FieldManager: FieldManager})
+	made, err := rsClient.Create(ctx, &rs, metav1.CreateOptions{FieldManager: FieldManager})
 	if apierrors.IsAlreadyExists(err) {
 		return false, notOurs(rsClient.Get(ctx, rs.Name, metav1.GetOptions{}))
 	}
 	if err != nil {
 		return false, fmt.Errorf("create replicaset %s: %w", rs.Name, err)
+	}
+	if err := r.applyService(ctx, t, made); err != nil {
+		return false, err
 	}
 	r.log.Info("replicaset created", "replicaset", rs.Name, "size", n)
 	return true, nil
@@ -239,8 +260,9 @@ func (r *Runtime) activePods(podLabels map[string]string) int {
 	return n
 }
 
-// DeleteSet deletes the release's ReplicaSet and its pods, and the app's
-// PodDisruptionBudget once no ReplicaSet of the app remains.
+// DeleteSet deletes the release's ReplicaSet, its Service and its pods,
+// and the app's PodDisruptionBudget once no ReplicaSet of the app
+// remains.
 func (r *Runtime) DeleteSet(ctx context.Context, app string, release int) error {
 	if err := r.ready(); err != nil {
 		return fmt.Errorf("delete release %d of %s: %w", release, app, err)
@@ -251,6 +273,9 @@ func (r *Runtime) DeleteSet(ctx context.Context, app string, release int) error 
 	err := r.opts.Client.AppsV1().ReplicaSets(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete replicaset %s: %w", name, err)
+	}
+	if err := r.deleteService(ctx, app, release); err != nil {
+		return err
 	}
 	// The garbage collector would delete the pods too, later; deleting
 	// them now frees their resources at once.

@@ -18,7 +18,7 @@ import (
 
 // Sets reports the app's ReplicaSets by release: the size is the
 // ReplicaSet's replicas, the instances its pods that are not terminating
-// or finished.
+// or finished; those on a node that is gone or not Ready are unready.
 func (r *Runtime) Sets(ctx context.Context, app string) ([]instance.Set, error) {
 	if err := r.ready(); err != nil {
 		return nil, fmt.Errorf("list sets of %s: %w", app, err)
@@ -33,14 +33,15 @@ func (r *Runtime) Sets(ctx context.Context, app string) ([]instance.Set, error) 
 		if err != nil || release <= 0 || rs.DeletionTimestamp != nil {
 			continue
 		}
-		set := instance.Set{App: app, Release: release, Size: replicas(rs), Instances: []instance.Instance{}}
+		set := instance.Set{App: app, Release: release, Size: replicas(rs), Instances: []instance.Instance{},
+			Published: r.published(rs, app, release)}
 		pods, err := r.pods.List(labels.SelectorFromSet(setLabels(app, release)))
 		if err != nil {
 			return nil, fmt.Errorf("list pods of %s: %w", rs.Name, err)
 		}
 		for _, p := range pods {
 			if in, ok := PodInstance(p); ok {
-				set.Instances = append(set.Instances, in)
+				set.Instances = append(set.Instances, onLostNode(in, nodeLost(r.nodes, p)))
 			}
 		}
 		slices.SortFunc(set.Instances, func(a, b instance.Instance) int { return cmp.Compare(a.ID, b.ID) })
