@@ -272,7 +272,7 @@ func (e *Edge) forward(w http.ResponseWriter, r *http.Request, ex *exchange) {
 	}()
 	out := r.WithContext(ctx)
 	if r.Body != nil && r.Body != http.NoBody {
-		ex.body = &requestBody{src: r.Body, max: ex.rt.maxBody, timeout: e.opts.ClientBodyTimeout,
+		ex.body = &requestBody{src: trailerFilter{r.Body, func() http.Header { return r.Trailer }, requestDropped}, max: ex.rt.maxBody, timeout: e.opts.ClientBodyTimeout,
 			deadline: http.NewResponseController(w).SetReadDeadline}
 		out.Body = &bodyView{b: ex.body}
 	}

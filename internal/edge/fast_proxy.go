@@ -166,7 +166,7 @@ func (s *FastServer) forward(ctx *fasthttp.RequestCtx, ex *fastExchange) {
 	out.Header.SetCanonical(hdrRequestID, s2b(ex.id))
 
 	if in.IsBodyStream() && in.Header.ContentLength() != 0 {
-		ex.body = &requestBody{src: io.NopCloser(forwardTrailers(&in.Header, &out.Header).reader(ctx.RequestBodyStream())), max: ex.rt.maxBody,
+		ex.body = &requestBody{src: io.NopCloser(forwardTrailers(&in.Header, &out.Header, requestDropped).reader(ctx.RequestBodyStream())), max: ex.rt.maxBody,
 			timeout: s.e.opts.ClientBodyTimeout, deadline: ctx.Conn().SetReadDeadline}
 		out.SetBodyStream(&stickyErr{r: &bodyView{b: ex.body}}, in.Header.ContentLength())
 	} else {
@@ -231,7 +231,7 @@ func (s *FastServer) forward(ctx *fasthttp.RequestCtx, ex *fastExchange) {
 	bodiless := in.Header.IsHead() || st < 200 || st == http.StatusNoContent || st == http.StatusNotModified
 	fb := &ex.resp
 	*fb = fastBody{s: s, ctx: ctx, ex: ex, up: up, src: up.BodyStream(), mayStream: !bodiless,
-		trailers: forwardTrailers(&up.Header, h)}
+		trailers: forwardTrailers(&up.Header, h, responseDropped)}
 	if fb.src == nil {
 		fb.src, fb.mayStream = bytes.NewReader(nil), false
 	}

@@ -18,7 +18,8 @@ import (
 // announced, and once the body has ended (fasthttp has just read the
 // trailer, and has not yet written the forwarded one) it copies the
 // fields the body brought, announced or not, as the net/http listener
-// forwards them. Requests for h2c backends are not forwarded here but
+// forwards them, but for the fields a header may not carry either
+// (trailerCopy.drop). Requests for h2c backends are not forwarded here but
 // through fasthttp's adaptor (fast.go), which reads bodies whole and
 // forwards no trailer either way.
 
@@ -36,6 +37,11 @@ type fastHeader interface {
 // its body is read with, to dst, the header it is forwarded with.
 type trailerCopy struct {
 	src, dst fastHeader
+	// drop names fields that never pass as trailers: those the edge
+	// drops from a message's header, so that a trailer cannot bring
+	// back what the header may not carry (a forwarding header the edge
+	// sets, a hop-by-hop field).
+	drop *headerSet
 	// fields is how many fields src had before its body ended: the
 	// trailer's fields come after them.
 	fields int
@@ -46,14 +52,16 @@ type trailerCopy struct {
 // returns the copy to make when src's body ends. Only a chunked body
 // carries a trailer: for any other, it does nothing and returns nil,
 // whose copy does nothing either.
-func forwardTrailers(src, dst fastHeader) *trailerCopy {
+func forwardTrailers(src, dst fastHeader, drop *headerSet) *trailerCopy {
 	if src.ContentLength() != -1 {
 		return nil
 	}
 	for k := range src.Trailers() {
-		dst.AddTrailerBytes(k)
+		if drop.bits(k) == 0 {
+			dst.AddTrailerBytes(k)
+		}
 	}
-	return &trailerCopy{src: src, dst: dst, fields: headerFields(src)}
+	return &trailerCopy{src: src, dst: dst, drop: drop, fields: headerFields(src)}
 }
 
 // headerFields counts h's fields but Connection, which fasthttp lists
@@ -82,7 +90,7 @@ func (tc *trailerCopy) copy() {
 		if isConnection(k) {
 			continue
 		}
-		if i++; i <= tc.fields {
+		if i++; i <= tc.fields || tc.drop.bits(k) != 0 {
 			continue
 		}
 		if !announced(tc.dst, k) {

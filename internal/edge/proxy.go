@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -201,14 +202,48 @@ func (ex *exchange) moveTo(req *http.Request, next *backend) (*http.Request, err
 // transport reads them at that same point, so a shared map carries them
 // upstream. A body of known length cannot carry trailers over HTTP/1.1,
 // so one that has them (possible over HTTP/2) goes chunked.
+//
+// Fields a header may not carry either (requestDropped: forwarding
+// headers the edge sets, hop-by-hop fields) are taken out of the map,
+// announced ones now and those that came unannounced when the body ends
+// (trailerFilter), before the transport writes the trailer. Responses
+// are filtered alike, with responseDropped.
 func shareTrailer(out, in *http.Request) {
 	if len(in.Trailer) == 0 {
 		return
 	}
+	dropFields(in.Trailer, requestDropped)
 	out.Trailer = in.Trailer
 	if out.ContentLength > 0 {
 		out.ContentLength = -1
 	}
+}
+
+// dropFields deletes the fields named in drop from h.
+func dropFields(h http.Header, drop *headerSet) {
+	for k := range h {
+		if drop.bits([]byte(k)) != 0 {
+			delete(h, k)
+		}
+	}
+}
+
+// trailerFilter drops the fields named in drop from a message's trailer
+// when its body ends: the trailer is filled in just before the body's
+// end reaches the reader, and written on just after (by the transport
+// for a request, by the reverse proxy for a response).
+type trailerFilter struct {
+	io.ReadCloser
+	trailer func() http.Header
+	drop    *headerSet
+}
+
+func (f trailerFilter) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if err == io.EOF {
+		dropFields(f.trailer(), f.drop)
+	}
+	return n, err
 }
 
 // pickRetry chooses and counts another open backend of rt than failed, or
@@ -271,6 +306,12 @@ func (e *Edge) newProxy(buffers httputil.BufferPool, trusted trustedProxies) *ht
 			// client sees the id the edge logged. Set after the response's
 			// hop-by-hop headers were removed.
 			res.Header[requestIDHeader] = []string{exchangeFrom(res.Request.Context()).id}
+			// Only a body of unknown length (chunked), or one over
+			// HTTP/2, can bring a trailer.
+			dropFields(res.Trailer, responseDropped)
+			if res.ContentLength < 0 || res.ProtoMajor == 2 {
+				res.Body = trailerFilter{res.Body, func() http.Header { return res.Trailer }, responseDropped}
+			}
 			return nil
 		},
 		ErrorHandler: e.proxyError,

@@ -41,18 +41,21 @@ func testTrailers(t *testing.T, listener string, h2c bool, size int64) {
 	type seen struct {
 		sum, trailer string
 		header       http.Header
+		trailers     http.Header
 	}
 	got := make(chan seen, 1)
 	app := newBackendProto(t, "app-1", h2c, func(w http.ResponseWriter, r *http.Request) {
 		h := sha256.New()
 		io.Copy(h, r.Body)
-		got <- seen{hex.EncodeToString(h.Sum(nil)), r.Trailer.Get("X-Body-Sum"), r.Header.Clone()}
+		got <- seen{hex.EncodeToString(h.Sum(nil)), r.Trailer.Get("X-Body-Sum"), r.Header.Clone(), r.Trailer.Clone()}
 		w.Header().Set("Trailer", "X-Answer-Sum")
 		w.Header().Set("Content-Type", "text/plain")
 		http.NewResponseController(w).Flush() // the answer is chunked
 		io.WriteString(w, strings.Repeat("a", int(size)))
 		w.Header().Set("X-Answer-Sum", "answer-sum")
 		w.Header().Set(http.TrailerPrefix+"X-Late", "late")
+		// A trailer may not bring back what the edge sets in a header.
+		w.Header().Set(http.TrailerPrefix+"X-Request-Id", "from-a-trailer")
 	})
 	te.Apply(&Snapshot{Generation: 1, Routes: []Route{{Host: "app.test", App: "app", Backends: []Backend{app}}}})
 
@@ -68,8 +71,11 @@ func testTrailers(t *testing.T, listener string, h2c bool, size int64) {
 	req.ContentLength = -1
 	// The value is filled in once the body is sent, as a client
 	// computing a checksum on the fly does.
-	req.Trailer = http.Header{"X-Body-Sum": nil}
-	req.Body.(*trailerSetter).set = func() { req.Trailer.Set("X-Body-Sum", want) }
+	req.Trailer = http.Header{"X-Body-Sum": nil, "Forwarded": nil}
+	req.Body.(*trailerSetter).set = func() {
+		req.Trailer.Set("X-Body-Sum", want)
+		req.Trailer.Set("Forwarded", "for=203.0.113.66")
+	}
 	res, err := te.client.Do(req)
 	if err != nil {
 		t.Fatalf("POST: %v", err)
@@ -95,6 +101,18 @@ func testTrailers(t *testing.T, listener string, h2c bool, size int64) {
 	}
 	if v := res.Trailer.Get("X-Late"); v != "late" {
 		t.Errorf("client got unannounced response trailer X-Late %q, want late", v)
+	}
+	if v, ok := app1.trailers["Forwarded"]; ok {
+		t.Errorf("the app got the client's Forwarded as a trailer: %q", v)
+	}
+	if v := app1.header.Get("Forwarded"); !strings.HasPrefix(v, "for=127.0.0.1;") {
+		t.Errorf("the app got Forwarded %q, want the edge's, for=127.0.0.1", v)
+	}
+	if v, ok := res.Trailer["X-Request-Id"]; ok {
+		t.Errorf("client got the app's X-Request-Id as a trailer: %q", v)
+	}
+	if v := res.Header.Get("X-Request-Id"); v == "" || v == "from-a-trailer" {
+		t.Errorf("client got X-Request-Id %q, want the edge's id", v)
 	}
 	if v := res.Header.Get("X-Answer-Sum"); v != "" {
 		t.Errorf("client got the response trailer as a header: %q", v)
