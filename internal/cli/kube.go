@@ -58,6 +58,8 @@ create stops the install before anything changes.`,
 	f.StringVar(&o.EdgeService, "edge-service", "LoadBalancer", "type of the edge's Service: LoadBalancer, NodePort or ClusterIP")
 	f.StringVar(&o.Storage, "storage", "1Gi", "size of the control plane's volume")
 	f.StringVar(&o.StorageClass, "storage-class", "", "storage class of that volume; default the cluster's")
+	f.StringVar(&o.AppStorageClass, "apps-storage-class", "", "storage class of the apps' volumes; default the cluster's")
+	f.StringSliceVar(&o.InsecureRegistries, "insecure-registry", nil, "registry HOST[:PORT] the control plane may resolve image tags from over plain HTTP (repeatable)")
 	return cmd
 }
 

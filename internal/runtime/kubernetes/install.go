@@ -40,6 +40,14 @@ type InstallOptions struct {
 	Storage string
 	// StorageClass of that volume; empty means the cluster's default.
 	StorageClass string
+	// AppStorageClass is the storage class of the apps' volumes (the
+	// control plane's --storage-class); empty means the cluster's
+	// default.
+	AppStorageClass string
+	// InsecureRegistries are registries (host or host:port) the control
+	// plane may resolve image tags from over plain HTTP (its
+	// --insecure-registry). Default none.
+	InsecureRegistries []string
 	// EdgeToken is the token the edges reach the control plane's route
 	// feed with. Default: a new random one (Apply keeps an installed
 	// one).
@@ -82,6 +90,11 @@ func (o *InstallOptions) defaults() error {
 	if o.Image == "" {
 		return errors.New("--image is required: the skiff container image the cluster pulls")
 	}
+	for _, h := range o.InsecureRegistries {
+		if _, err := registryHost(h); err != nil {
+			return fmt.Errorf("--insecure-registry %q: %w: give a registry as host or host:port, such as registry.club.lan:5000", h, err)
+		}
+	}
 	if o.EdgeToken == "" {
 		token, err := newEdgeToken()
 		if err != nil {
@@ -90,6 +103,21 @@ func (o *InstallOptions) defaults() error {
 		o.EdgeToken = token
 	}
 	return nil
+}
+
+// serverArgs are the control plane's command line.
+func serverArgs(o InstallOptions) []string {
+	args := []string{"server", "--runtime", "kubernetes", "--namespace", o.Namespace,
+		"--data-dir", dataDir, "--domain", o.Domain,
+		"--http-addr", fmt.Sprintf(":%d", edgePort), "--api-addr", fmt.Sprintf(":%d", apiPort),
+		"--edge-token-file", edgeTokenDir + "/" + edgeTokenKey}
+	if o.AppStorageClass != "" {
+		args = append(args, "--storage-class", o.AppStorageClass)
+	}
+	for _, h := range o.InsecureRegistries {
+		args = append(args, "--insecure-registry", h)
+	}
+	return args
 }
 
 // InstallObjects renders, in the order they are applied, what runs skiff
@@ -165,10 +193,7 @@ func InstallObjects(o InstallOptions) ([]*unstructured.Unstructured, error) {
 				WithContainers(coreac.Container().
 					WithName("skiff").
 					WithImage(o.Image).
-					WithArgs("server", "--runtime", "kubernetes", "--namespace", ns,
-						"--data-dir", dataDir, "--domain", o.Domain,
-						"--http-addr", fmt.Sprintf(":%d", edgePort), "--api-addr", fmt.Sprintf(":%d", apiPort),
-						"--edge-token-file", edgeTokenDir+"/"+edgeTokenKey).
+					WithArgs(serverArgs(o)...).
 					WithPorts(
 						coreac.ContainerPort().WithName("edge").WithContainerPort(edgePort),
 						coreac.ContainerPort().WithName("api").WithContainerPort(apiPort)).

@@ -20,7 +20,8 @@ import (
 )
 
 func TestInstallGolden(t *testing.T) {
-	objs, err := InstallObjects(InstallOptions{Image: "ghcr.io/skiff-sh/skiff:0.1.0", Domain: "club.example.com", EdgeToken: "golden-edge-token"})
+	objs, err := InstallObjects(InstallOptions{Image: "ghcr.io/skiff-sh/skiff:0.1.0", Domain: "club.example.com", EdgeToken: "golden-edge-token",
+		AppStorageClass: "local-path", InsecureRegistries: []string{"registry.club.lan:5000"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +52,7 @@ func TestInstallRefusesBadOptions(t *testing.T) {
 		{InstallOptions{}, "--image is required"},
 		{InstallOptions{Image: "x", EdgeService: "Ingress"}, `--edge-service "Ingress"`},
 		{InstallOptions{Image: "x", Storage: "lots"}, `--storage "lots"`},
+		{InstallOptions{Image: "x", InsecureRegistries: []string{"http://registry.club.lan"}}, `--insecure-registry "http://registry.club.lan": not a host`},
 	} {
 		if _, err := InstallObjects(tc.o); err == nil || !strings.Contains(err.Error(), tc.says) {
 			t.Errorf("InstallObjects(%+v) = %v; want an error saying %s", tc.o, err, tc.says)
