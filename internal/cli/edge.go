@@ -46,7 +46,7 @@ from SKIFF_TOKEN. Every flag can also be set as SKIFF_EDGE_<FLAG>.`,
 	f.StringVar(&cfg.Name, "name", "", "this edge's name on the server, a DNS label (default: the host name)")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "address of the edge (HTTP)")
 	f.StringVar(&cfg.TCPAddr, "tcp-addr", "", "host the apps' TCP ports listen on; default every interface")
-	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "address serving GET /metrics (Prometheus); default none")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "address serving GET /metrics (Prometheus) and GET /readyz (200 once the edge serves the server's routes); default none")
 	f.StringVar(&cfg.KubeNamespace, "kube-namespace", "", "find the ready pods of releases on a cluster from the EndpointSlices in this namespace (skiff server's --namespace); default: the server's backends only")
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for --kube-namespace; default: in-cluster credentials, else $KUBECONFIG or ~/.kube/config")
 	edgeFlags(f, &logLevel, &cfg.EdgeEngine, &trustedProxies, &cfg.Edge)

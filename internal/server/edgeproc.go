@@ -40,7 +40,8 @@ type EdgeProcConfig struct {
 	// TCPAddr is the host the apps' TCP ports listen on. Default: every
 	// interface.
 	TCPAddr string
-	// MetricsAddr serves GET /metrics (Prometheus). Default "": none.
+	// MetricsAddr serves GET /metrics (Prometheus) and GET /readyz (200
+	// once the edge serves routes). Default "": none.
 	MetricsAddr string
 	// EdgeEngine is what serves the plain listener: fasthttp (default)
 	// or nethttp.
@@ -115,7 +116,10 @@ func RunEdge(ctx context.Context, cfg EdgeProcConfig) error {
 		if err != nil {
 			return fmt.Errorf("metrics: listen on %s (--metrics-addr): %w", cfg.MetricsAddr, err)
 		}
-		ms := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /readyz", edgeReadiness(edg, cfg.Server))
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := ms.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -142,6 +146,23 @@ func RunEdge(ctx context.Context, cfg EdgeProcConfig) error {
 		return nil
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
+	}
+}
+
+// edgeReadiness answers GET /readyz: 200 once the edge serves routes
+// from the control plane, 503 before. An edge that started while the
+// control plane was away has no routes and would answer every request
+// 404, so a load balancer should send it none; one that lost the
+// control plane later keeps its routes and stays ready.
+func edgeReadiness(edg *edge.Edge, server string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if g := edg.Generation(); g > 0 {
+			fmt.Fprintf(w, "ready: serving routes of generation %d\n", g)
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ready: no routes yet from %s\n", server)
 	}
 }
 

@@ -31,6 +31,9 @@ func newEdgeToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
+// edgeMetricsPort is where an edge pod serves /metrics and /readyz.
+const edgeMetricsPort = 9090
+
 // edgePodLabels select the edge's pods.
 var edgePodLabels = map[string]string{LabelName: installName, componentKey: "edge"}
 
@@ -51,8 +54,10 @@ func edgeTokenObject(o InstallOptions, labels map[string]string) *coreac.SecretA
 // the slices, so they keep serving while the control plane restarts.
 func edgeObjects(o InstallOptions, labels map[string]string) []any {
 	ns := o.Namespace
-	probe := coreac.Probe().WithTCPSocket(coreac.TCPSocketAction().WithPort(intstr.FromString("edge"))).
-		WithPeriodSeconds(5).WithFailureThreshold(3)
+	// Ready once it serves routes from the control plane: a new edge pod
+	// gets no traffic while it has none to serve it with.
+	probe := coreac.Probe().WithHTTPGet(coreac.HTTPGetAction().WithPath("/readyz").WithPort(intstr.FromString("metrics"))).
+		WithPeriodSeconds(2).WithFailureThreshold(3)
 	return []any{
 		coreac.ServiceAccount(edgeService, ns).WithLabels(labels),
 		rbacac.Role(edgeService, ns).WithLabels(labels).WithRules(
@@ -71,10 +76,12 @@ func edgeObjects(o InstallOptions, labels map[string]string) []any {
 					WithName("edge").
 					WithImage(o.Image).
 					WithArgs("edge", "--server", fmt.Sprintf("http://%s:%d", apiService, apiPort),
-						"--kube-namespace", ns, "--http-addr", fmt.Sprintf(":%d", edgePort)).
+						"--kube-namespace", ns, "--http-addr", fmt.Sprintf(":%d", edgePort),
+						"--metrics-addr", fmt.Sprintf(":%d", edgeMetricsPort)).
 					WithEnv(coreac.EnvVar().WithName("SKIFF_TOKEN").WithValueFrom(coreac.EnvVarSource().
 						WithSecretKeyRef(coreac.SecretKeySelector().WithName(edgeTokenSecret).WithKey(edgeTokenKey)))).
-					WithPorts(coreac.ContainerPort().WithName("edge").WithContainerPort(edgePort)).
+					WithPorts(coreac.ContainerPort().WithName("edge").WithContainerPort(edgePort),
+						coreac.ContainerPort().WithName("metrics").WithContainerPort(edgeMetricsPort)).
 					WithReadinessProbe(probe))))),
 	}
 }
