@@ -130,6 +130,13 @@ func (h *harness) setUp(ctx context.Context) error {
 		}
 		h.targets = append(h.targets, t)
 	}
+	if h.wants("go-minimal") {
+		t, err := h.startMinimal(ctx)
+		if err != nil {
+			return err
+		}
+		h.targets = append(h.targets, t)
+	}
 	for _, t := range h.targets {
 		if err := waitServing(ctx, t); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
@@ -279,6 +286,22 @@ func (h *harness) startPeer(ctx context.Context, name string) (*target, error) {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	return &target{name: name, h1: "http://127.0.0.1:" + p.HTTPPort, h2: "https://127.0.0.1:" + p.TLSPort, pid: cmd.Process.Pid}, nil
+}
+
+// startMinimal runs bench/edge/minimal, the floor of what a proxy in Go
+// reaches here, for HTTP/1.1 only.
+func (h *harness) startMinimal(ctx context.Context) (*target, error) {
+	bin := filepath.Join(h.dir, "minimal")
+	if err := h.cmd(ctx, "", nil, "go", "build", "-o", bin, "./bench/edge/minimal").Run(); err != nil {
+		return nil, fmt.Errorf("build go-minimal: %w", err)
+	}
+	addr := "127.0.0.1:" + freePort()
+	cmd := h.cmd(ctx, "go-minimal", nil, bin, addr, h.backend, filepath.Join(h.dir, "go-minimal-access.log"))
+	if err := h.start(cmd); err != nil {
+		return nil, fmt.Errorf("start go-minimal: %w", err)
+	}
+	h.versions["go-minimal"] = "bench/edge/minimal, built with this Go"
+	return &target{name: "go-minimal", h1: "http://" + addr, pid: cmd.Process.Pid}, nil
 }
 
 // caddy returns the pinned Caddy, installing it into the tools dir once.

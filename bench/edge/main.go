@@ -53,7 +53,7 @@ func main() {
 	flag.DurationVar(&cfg.dur1k, "d1k", 5*time.Second, "duration of each HTTP/1.1 1 KiB run (the cell with the bar)")
 	flag.DurationVar(&cfg.durOther, "d", 3*time.Second, "duration of each run of the other cells")
 	flag.StringVar(&cells, "cells", "h1-1k,h1-1m,h2-1k,h2-1m", "cells to run: h1|h2 - 1k|1m")
-	flag.StringVar(&targets, "targets", "noproxy,skiff,nginx,haproxy,caddy", "targets to run")
+	flag.StringVar(&targets, "targets", "noproxy,skiff,nginx,haproxy,caddy,go-minimal", "targets to run (go-minimal: bench/edge/minimal, the floor of a proxy in Go, HTTP/1.1 only)")
 	flag.StringVar(&engines, "engines", "", "skiff edge engines to run side by side (e.g. nethttp,fasthttp); empty: the server's default only")
 	flag.StringVar(&cfg.toolsDir, "tools", filepath.Join(home, ".cache", "skiff-tools", "bin"), "where Caddy is installed (go install), reused when present")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (configs, logs) for inspection")

@@ -77,6 +77,12 @@ func (r *results) markdown() string {
 		"X-Forwarded-For/-Host/-Proto and X-Request-ID set), as the current user, on 127.0.0.1. " +
 		"nginx writes the same JSON line as skiff through the same kind of buffer (64 KiB, flushed every 250 ms); " +
 		"HAProxy and Caddy have no such buffer for a log file and write each line as it comes.\n")
+	if slices.Contains(r.cfg.targets, "go-minimal") {
+		w("- go-minimal is no peer but a reference: bench/edge/minimal, the least a proxy written in Go does per request " +
+			"(a goroutine per client connection with an upstream connection of its own, the head copied with the same forwarding headers " +
+			"and request id, an access line through the same buffer; no routing, balancing, health, metrics, timeouts, streaming or header safety). " +
+			"It shows the floor of Go's own overhead, which skiff's edge pays as well. HTTP/1.1 only; it holds a 1 MiB body whole.\n")
+	}
 	w("- Load: HTTP/1.1 with `wrk -t%d -c%d` (latency percentiles from a Lua `done` hook); HTTP/2 over TLS with `h2load -t%d -c%d -m1` "+
 		"(percentiles from its per-request log). The HTTP/1.1 1 KiB cell runs %s per target and round, the others %s.\n",
 		r.cfg.threads, r.cfg.conns, r.cfg.threads, r.cfg.conns, r.cfg.dur1k, r.cfg.durOther)
