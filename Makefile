@@ -36,6 +36,7 @@ test: test-setup vet
 	$(GO) test -run=^$$ -fuzz=^FuzzLookup$$ -fuzztime=10s ./internal/edge
 	$(GO) test -run=^$$ -fuzz=^FuzzCanonicalHost$$ -fuzztime=10s ./internal/edge
 	$(GO) test -run=^$$ -fuzz=^FuzzSetForwarded$$ -fuzztime=10s ./internal/edge
+	$(GO) test -run=^$$ -fuzz=^FuzzParseRequest$$ -fuzztime=10s ./internal/edge
 
 test-setup:
 	@scripts/test-setup.sh
@@ -43,14 +44,14 @@ test-setup:
 vet:
 	$(GO) vet ./...
 
-# bench-edge measures the edge (both engines of its plain HTTP listener)
+# bench-edge measures the edge (the engines of its plain HTTP listener)
 # against no proxy, nginx, HAProxy and Caddy on loopback (wrk, h2load;
 # about 10 minutes) and writes bench/edge/results.md. BENCH_FLAGS passes
 # flags to the runner, e.g. BENCH_FLAGS="-rounds 3 -cells h1-1k".
 BENCH_FLAGS ?=
 bench-edge: build
 	@scripts/bench-setup.sh
-	PATH="$$PATH:/usr/sbin" $(GO) run ./bench/edge -skiff $(SKIFF) -out bench/edge/results.md -engines fasthttp,nethttp $(BENCH_FLAGS)
+	PATH="$$PATH:/usr/sbin" $(GO) run ./bench/edge -skiff $(SKIFF) -out bench/edge/results.md -engines raw,fasthttp,nethttp $(BENCH_FLAGS)
 
 # image builds skiff's container image (a static binary in an empty
 # image) for `skiff kube install --image`; IMAGE names it.

@@ -71,7 +71,7 @@ func (r *results) markdown() string {
 		"The HTTP/2 no-proxy baseline is the same binary serving TLS with HTTP/2 itself.\n")
 	if len(r.cfg.engines) > 0 {
 		w("- skiff-<engine> rows are one `skiff server` each, with `--edge-engine <engine>` serving the plain HTTP listener " +
-			"(fasthttp is the default); the TLS listener (the HTTP/2 cells) is net/http in both, so their HTTP/2 rows differ by noise only.\n")
+			"(raw is the default); the TLS listener (the HTTP/2 cells) is net/http in all, so their HTTP/2 rows differ by noise only.\n")
 	}
 	w("- Peers run from bench/edge/conf (worker counts automatic, keep-alive to the upstream, an access-log line per request, " +
 		"X-Forwarded-For/-Host/-Proto and X-Request-ID set), as the current user, on 127.0.0.1. " +

@@ -68,7 +68,7 @@ Apps keep running when the server stops; the next start adopts them.`,
 // --access-log, whose default differs.
 func edgeFlags(f *pflag.FlagSet, logLevel, engine, trustedProxies *string, ec *server.EdgeConfig) {
 	f.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringVar(engine, "edge-engine", "fasthttp", "what serves the edge's plain HTTP listener: fasthttp or nethttp")
+	f.StringVar(engine, "edge-engine", "raw", "what serves the edge's plain HTTP listener: raw, fasthttp or nethttp")
 	f.MarkHidden("edge-engine")
 	f.StringVar(&ec.HTTPSAddr, "https-addr", "", "address of the edge's TLS listener (HTTP/2 and HTTP/1.1); needs --tls-cert and --tls-key")
 	f.StringVar(&ec.TLSCert, "tls-cert", "", "PEM certificate chain for --https-addr")

@@ -36,6 +36,9 @@ type FastServer struct {
 	// and hijacking.
 	viaNetHTTP fasthttp.RequestHandler
 	serving    atomic.Bool
+	// raw, when set, makes this the raw engine (raw.go), which hands
+	// what it does not serve itself to srv.
+	raw *rawState
 }
 
 // fastReadBuffer is the per-connection read buffer, which also bounds a
@@ -87,6 +90,9 @@ func (e *Edge) NewFastServer() *FastServer {
 // Serve accepts connections on ln until Shutdown, or until ln fails.
 func (s *FastServer) Serve(ln net.Listener) error {
 	s.serving.Store(true)
+	if s.raw != nil {
+		return s.serveRaw(ln)
+	}
 	// An idle deadline a quarter of the idle timeout old still serves
 	// (fast_conn.go).
 	ln = lazyListener{Listener: ln, slack: s.e.opts.IdleTimeout / 4}
@@ -102,6 +108,9 @@ func (s *FastServer) Serve(ln net.Listener) error {
 func (s *FastServer) Shutdown(ctx context.Context) error {
 	if !s.serving.Load() {
 		return nil
+	}
+	if s.raw != nil {
+		return s.shutdownRaw(ctx)
 	}
 	return s.srv.ShutdownWithContext(ctx)
 }

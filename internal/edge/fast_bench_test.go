@@ -11,7 +11,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// BenchmarkFastProxy measures the fasthttp listener's whole path for a
+// BenchmarkFastProxy measures the fasthttp listener's (and the raw
+// engine's) whole path for a
 // 1 KiB GET in its production setup (access log to a file, metrics
 // registered, forwarding headers and request ids on), over loopback,
 // with keep-alive on both sides as in bench/edge. Profile it with
@@ -21,6 +22,12 @@ import (
 // Client and backend run in the same process, so a profile shows their
 // share too; allocs/op is the edge's and the two fasthttp peers'.
 func BenchmarkFastProxy(b *testing.B) {
+	for _, engine := range []string{"fasthttp", "raw"} {
+		b.Run(engine, func(b *testing.B) { benchmarkEngine(b, engine) })
+	}
+}
+
+func benchmarkEngine(b *testing.B, engine string) {
 	body := bytes.Repeat([]byte("x"), 1<<10)
 	bln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -42,7 +49,7 @@ func BenchmarkFastProxy(b *testing.B) {
 	b.Cleanup(func() { e.Close() })
 	e.Apply(&Snapshot{Generation: 1, Routes: []Route{{Host: "bench.localhost", App: "bench",
 		Backends: []Backend{{ID: "bench-1", Addr: bln.Addr().String(), Release: 1}}}}})
-	url := serveTestEdge(b, e, "fasthttp")
+	url := serveTestEdge(b, e, engine)
 
 	client := &fasthttp.HostClient{Addr: url[len("http://"):], MaxConns: 64}
 	b.Cleanup(client.CloseIdleConnections)

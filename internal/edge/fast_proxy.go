@@ -85,8 +85,10 @@ func (s *FastServer) fastClientFor(b *backend) *fastClient {
 	return fc
 }
 
-func idempotent(req *fasthttp.Request) bool {
-	switch string(req.Header.Method()) {
+func idempotent(req *fasthttp.Request) bool { return idempotentMethod(string(req.Header.Method())) }
+
+func idempotentMethod(method string) bool {
+	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
@@ -264,16 +266,23 @@ func (s *FastServer) retryTarget(ctx *fasthttp.RequestCtx, ex *fastExchange, out
 		}
 		out.SetBodyStream(&stickyErr{r: v}, ctx.Request.Header.ContentLength())
 	}
-	next := s.e.pickRetry(ex.rt, ex.b)
-	if next == nil && !connect && ex.b.acquire() {
-		next = ex.b
+	return s.e.retryBackend(ex.rt, ex.b, connect)
+}
+
+// retryBackend returns the backend, acquired, that a retry of a request
+// whose attempt on failed went wrong goes to: another one of rt if there
+// is one, else failed itself unless it could not even be connected to.
+func (e *Edge) retryBackend(rt *route, failed *backend, connect bool) *backend {
+	next := e.pickRetry(rt, failed)
+	if next == nil && !connect && failed.acquire() {
+		next = failed
 	}
 	if next != nil {
 		// The failure of an attempt that is retried counts as well, as
 		// on the net/http listener; upstreamFailed records the last one.
-		ex.b.failed(connect)
-		if ex.rt.metrics != nil {
-			ex.rt.metrics.upstreamError(connect)
+		failed.failed(connect)
+		if rt.metrics != nil {
+			rt.metrics.upstreamError(connect)
 		}
 	}
 	return next

@@ -22,12 +22,12 @@ import (
 // sets it for a second run of the package's tests.
 const engineEnv = "SKIFF_EDGE_TEST_ENGINE"
 
-// engines are the two listeners the edge can serve plain HTTP with.
-var engines = []string{"nethttp", "fasthttp"}
+// engines are the listeners the edge can serve plain HTTP with.
+var engines = []string{"nethttp", "fasthttp", "raw"}
 
 func testEngine() string {
-	if os.Getenv(engineEnv) == "fasthttp" {
-		return "fasthttp"
+	if e := os.Getenv(engineEnv); e == "fasthttp" || e == "raw" {
+		return e
 	}
 	return "nethttp"
 }
@@ -35,7 +35,7 @@ func testEngine() string {
 // serveTestEdge serves e on loopback with engine and returns its URL.
 func serveTestEdge(t testing.TB, e *Edge, engine string) string {
 	t.Helper()
-	if engine != "fasthttp" {
+	if engine != "fasthttp" && engine != "raw" {
 		srv := httptest.NewServer(e)
 		t.Cleanup(srv.Close)
 		return srv.URL
@@ -45,6 +45,9 @@ func serveTestEdge(t testing.TB, e *Edge, engine string) string {
 		t.Fatal(err)
 	}
 	fs := e.NewFastServer()
+	if engine == "raw" {
+		fs = e.NewRawServer()
+	}
 	done := make(chan error, 1)
 	go func() { done <- fs.Serve(ln) }()
 	t.Cleanup(func() {
@@ -60,30 +63,35 @@ func serveTestEdge(t testing.TB, e *Edge, engine string) string {
 }
 
 // TestFastPathPassesEdgeTests runs every other test of the package again
-// with the edge behind the fasthttp listener: the two listeners must
-// behave alike wherever a client can tell.
+// with the edge behind the fasthttp listener, and again behind the raw
+// engine: the listeners must behave alike wherever a client can tell.
 func TestFastPathPassesEdgeTests(t *testing.T) {
-	if testEngine() == "fasthttp" {
-		t.Skip("already the fasthttp run")
+	if testEngine() != "nethttp" {
+		t.Skip("already a run on another engine")
 	}
 	if testing.Short() {
-		t.Skip("-short: the fasthttp run of the edge tests is skipped")
+		t.Skip("-short: the fasthttp and raw runs of the edge tests are skipped")
 	}
-	// Tests of the TLS listener (h2spec), TCP forwarding and fuzz seeds
-	// do not touch the plain listener: once is enough for them.
-	skip := "^TestFastPathPassesEdgeTests$|^TestEngines|H2Spec|^TestTCP|^TestTLS|^TestSNI|^Fuzz"
-	args := []string{"-test.run", ".", "-test.skip", skip, "-test.count", "1"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), engineEnv+"=fasthttp")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("edge tests against the fasthttp listener: %v\n%s", err, out)
-	}
-	if testing.Verbose() {
-		t.Logf("%s", out)
+	for _, engine := range []string{"fasthttp", "raw"} {
+		t.Run(engine, func(t *testing.T) {
+			// Tests of the TLS listener (h2spec), TCP forwarding and fuzz
+			// seeds do not touch the plain listener: once is enough for
+			// them.
+			skip := "^TestFastPathPassesEdgeTests$|^TestEngines|H2Spec|^TestTCP|^TestTLS|^TestSNI|^Fuzz"
+			args := []string{"-test.run", ".", "-test.skip", skip, "-test.count", "1"}
+			if testing.Verbose() {
+				args = append(args, "-test.v")
+			}
+			cmd := exec.Command(os.Args[0], args...)
+			cmd.Env = append(os.Environ(), engineEnv+"="+engine)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("edge tests against the %s listener: %v\n%s", engine, err, out)
+			}
+			if testing.Verbose() {
+				t.Logf("%s", out)
+			}
+		})
 	}
 }
 

@@ -9,12 +9,12 @@ import (
 	"time"
 )
 
-// listeners are the edge's two production listeners as a client reaches
-// them: fasthttp for plain HTTP/1.1, and net/http on TLS, speaking HTTP/2
+// listeners are the edge's production listeners as a client reaches
+// them: fasthttp or the raw engine for plain HTTP/1.1, and net/http on TLS, speaking HTTP/2
 // or HTTP/1.1 as ALPN decides. The tests named TestEngines* run on each
 // where the behaviour applies; the rest of the package runs on the plain
 // net/http listener and again on fasthttp (TestFastPathPassesEdgeTests).
-var listeners = []string{"fasthttp", "tls-h2", "tls-h1"}
+var listeners = []string{"fasthttp", "raw", "tls-h2", "tls-h1"}
 
 // newListenerEdge is newTestEdge behind the given listener: an engine
 // name, or "tls-h2" / "tls-h1" for the TLS listener with a client that
@@ -115,7 +115,7 @@ func TestEnginesForwardingHeaders(t *testing.T) {
 			wantProto(t, listener, res)
 			got := <-seen
 			proto := "https"
-			if listener == "fasthttp" {
+			if listener == "fasthttp" || listener == "raw" {
 				proto = "http"
 			}
 			want := map[string]string{
@@ -159,7 +159,7 @@ func TestEnginesUnderLoad(t *testing.T) {
 // a drain that runs out of time closes it. Upgrades are HTTP/1.1's, so
 // the TLS listener takes them when ALPN chose HTTP/1.1.
 func TestEnginesUpgrades(t *testing.T) {
-	for _, listener := range []string{"fasthttp", "tls-h1"} {
+	for _, listener := range []string{"fasthttp", "raw", "tls-h1"} {
 		t.Run(listener, func(t *testing.T) {
 			t.Run("route change", func(t *testing.T) {
 				testUpgradeSurvivesUnrelatedRouteChange(t, newListenerEdge(t, listener, Options{}))
@@ -179,7 +179,7 @@ func TestEnginesSlowClients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 1,000 connections per listener")
 	}
-	for _, listener := range []string{"fasthttp", "tls-h2"} {
+	for _, listener := range []string{"fasthttp", "raw", "tls-h2"} {
 		t.Run(listener, func(t *testing.T) {
 			testSlowClients(t, newListenerEdge(t, listener, Options{ReadHeaderTimeout: 2 * time.Second}))
 		})

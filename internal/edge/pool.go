@@ -46,6 +46,9 @@ type backend struct {
 	// fast is the fasthttp listener's connection pool to the backend,
 	// made on first use (fast_proxy.go).
 	fast atomic.Pointer[fastClient]
+	// raw is the raw listener's pool of idle connections to the backend,
+	// made on first use (raw_proxy.go).
+	raw  atomic.Pointer[rawPool]
 	pool *pool
 
 	// gone ends when a drain's deadline passed: every request still on
@@ -208,5 +211,8 @@ func (b *backend) closeIdle() {
 	b.transport.CloseIdleConnections()
 	if fc := b.fast.Load(); fc != nil {
 		fc.hc.CloseIdleConnections()
+	}
+	if rp := b.raw.Load(); rp != nil {
+		rp.closeIdle()
 	}
 }

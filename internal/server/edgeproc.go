@@ -43,8 +43,8 @@ type EdgeProcConfig struct {
 	// MetricsAddr serves GET /metrics (Prometheus) and GET /readyz (200
 	// once the edge serves routes). Default "": none.
 	MetricsAddr string
-	// EdgeEngine is what serves the plain listener: fasthttp (default)
-	// or nethttp.
+	// EdgeEngine is what serves the plain listener: raw (default),
+	// fasthttp or nethttp.
 	EdgeEngine string
 	// KubeNamespace, when set, makes the edge find the ready pods of
 	// releases that run on a cluster itself, from the EndpointSlices of
@@ -226,7 +226,10 @@ func serveEdge(ctx context.Context, wg *sync.WaitGroup, errc chan<- error, edg *
 	if engine == "nethttp" {
 		serve(edg.NewServer(), ln)
 	} else {
-		fast = edg.NewFastServer()
+		fast = edg.NewRawServer() // the default
+		if engine == "fasthttp" {
+			fast = edg.NewFastServer()
+		}
 		wg.Go(func() {
 			if err := fast.Serve(ln); err != nil {
 				errc <- err

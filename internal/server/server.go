@@ -81,9 +81,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready, if set, is called once everything listens.
 	Ready func()
-	// EdgeEngine serves the edge's plain HTTP listener: "fasthttp"
-	// (default; about twice net/http's requests per second, see
-	// bench/edge/results.md) or "nethttp". TLS stays on net/http.
+	// EdgeEngine serves the edge's plain HTTP listener: "raw" (default;
+	// serves the common case itself and hands the rest to fasthttp, at
+	// nginx's requests per second, see bench/edge/results.md),
+	// "fasthttp" or "nethttp". TLS stays on net/http.
 	EdgeEngine string
 }
 
@@ -96,8 +97,8 @@ const (
 // Run serves until ctx ends. Instances keep running after it returns: the
 // data plane outlives the control plane.
 func Run(ctx context.Context, cfg Config) error {
-	if e := cfg.EdgeEngine; e != "" && e != "fasthttp" && e != "nethttp" {
-		return fmt.Errorf("--edge-engine %q: expected fasthttp or nethttp", e)
+	if e := cfg.EdgeEngine; e != "" && e != "fasthttp" && e != "nethttp" && e != "raw" {
+		return fmt.Errorf("--edge-engine %q: expected raw, fasthttp or nethttp", e)
 	}
 	if cfg.Runtime != "" && cfg.Runtime != "local" && cfg.Runtime != "kubernetes" {
 		return fmt.Errorf("--runtime %q: expected local or kubernetes", cfg.Runtime)
