@@ -324,19 +324,27 @@ func (s *FastServer) upstreamFailed(ctx *fasthttp.RequestCtx, ex *fastExchange, 
 		s.answer(ctx, ex, fasthttp.StatusRequestEntityTooLarge, tooLargePage(ex.rt.app, tooLarge.Limit), true)
 		return
 	}
+	timedOut := upstreamTimedOut(err) || errors.Is(err, fasthttp.ErrTimeout)
+	status, page := s.e.upstreamFailure(ex.rt, ex.b, ex.id, string(ctx.Method()), ex.path, err, timedOut)
+	s.answer(ctx, ex, status, page, false)
+}
+
+// upstreamFailure records a failed upstream round trip for passive
+// health, metrics and the log, and returns the status and page to answer
+// with: 504 when it timed out, else 502. Both HTTP/1.1 engines use it.
+func (e *Edge) upstreamFailure(rt *route, b *backend, id, method, path string, err error, timedOut bool) (int, string) {
 	connect := isDialError(err)
-	ex.b.failed(connect)
-	if ex.rt.metrics != nil {
-		ex.rt.metrics.upstreamError(connect)
+	b.failed(connect)
+	if rt.metrics != nil {
+		rt.metrics.upstreamError(connect)
 	}
-	s.e.logger.Warn("upstream request failed",
-		"app", ex.rt.app, "backend", ex.b.id, "addr", ex.b.addr, "release", ex.b.release,
-		"request_id", ex.id, "method", string(ctx.Method()), "path", ex.path, "err", err)
-	if upstreamTimedOut(err) || errors.Is(err, fasthttp.ErrTimeout) {
-		s.answer(ctx, ex, fasthttp.StatusGatewayTimeout, gatewayTimeoutPage(ex.rt.app, ex.id), false)
-		return
+	e.logger.Warn("upstream request failed",
+		"app", rt.app, "backend", b.id, "addr", b.addr, "release", b.release,
+		"request_id", id, "method", method, "path", path, "err", err)
+	if timedOut {
+		return http.StatusGatewayTimeout, gatewayTimeoutPage(rt.app, id)
 	}
-	s.answer(ctx, ex, fasthttp.StatusBadGateway, badGatewayPage(ex.rt.app, ex.id), false)
+	return http.StatusBadGateway, badGatewayPage(rt.app, id)
 }
 
 // answer writes the edge's own page for a forwarded request and logs it.

@@ -557,18 +557,7 @@ func (x *rawExchange) retryTarget(err error, attempt int) *backend {
 // upstreamFailed answers 502 or 504 as the other listeners do, after
 // recording the failure.
 func (x *rawExchange) upstreamFailed(err error) (bool, error) {
-	connect := isDialError(err)
-	x.b.failed(connect)
-	if x.rt.metrics != nil {
-		x.rt.metrics.upstreamError(connect)
-	}
-	x.s.e.logger.Warn("upstream request failed",
-		"app", x.rt.app, "backend", x.b.id, "addr", x.b.addr, "release", x.b.release,
-		"request_id", x.id, "method", x.method, "path", x.path, "err", err)
-	status, msg := http.StatusBadGateway, badGatewayPage(x.rt.app, x.id)
-	if upstreamTimedOut(err) {
-		status, msg = http.StatusGatewayTimeout, gatewayTimeoutPage(x.rt.app, x.id)
-	}
+	status, msg := x.s.e.upstreamFailure(x.rt, x.b, x.id, x.method, x.path, err, upstreamTimedOut(err))
 	out := x.out[:0]
 	out = append(out, "HTTP/1.1 "...)
 	out = append(out, fmt.Sprintf("%d %s", status, http.StatusText(status))...)

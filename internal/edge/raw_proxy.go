@@ -203,8 +203,10 @@ func parseResponse(h []byte, r *rawResponse) error {
 			}
 		case 14:
 			if bytes.EqualFold(name, []byte("Content-Length")) {
+				// Digits only: ParseInt would take a sign, which the
+				// client, reading the field as forwarded, may not.
 				n, err := strconv.ParseInt(string(value), 10, 64)
-				if err != nil || n < 0 || lengths > 0 && n != r.length {
+				if err != nil || !allDigits(value, isDigit) || lengths > 0 && n != r.length {
 					return fmt.Errorf("Content-Length %.40q: %w", value, errBadResponse)
 				}
 				lengths++
@@ -291,6 +293,20 @@ func appendTrailerField(out []byte, name, value []byte) []byte {
 	}
 	return out
 }
+
+// allDigits reports whether b is not empty and every byte of it is a
+// digit by is: the client reads the field as it is forwarded, so the
+// edge must not read more into it (a sign, say) than the client would.
+func allDigits(b []byte, is func(byte) bool) bool {
+	for _, c := range b {
+		if !is(c) {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // rawBody copies a response body from the upstream reader to the
 // client, through out: what is at hand is gathered, and out goes to the
@@ -419,8 +435,9 @@ func (w *rawBody) copyChunked() error {
 		if i := bytes.IndexByte(size, ';'); i >= 0 {
 			size = size[:i]
 		}
-		n, err := strconv.ParseInt(string(bytes.TrimRight(size, " \t")), 16, 64)
-		if err != nil || n < 0 {
+		size = bytes.TrimRight(size, " \t")
+		n, err := strconv.ParseInt(string(size), 16, 64)
+		if err != nil || !allDigits(size, isHex) {
 			return fmt.Errorf("chunk size %.20q: %w", l, errBadResponse)
 		}
 		w.out = append(w.out, l...)

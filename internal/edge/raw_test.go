@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -184,6 +185,48 @@ func TestRawBadRequests(t *testing.T) {
 		}
 		if h := s.raw.handoffs.Load(); h != 1 {
 			t.Errorf("%.40q: %d connections handed to fasthttp, want 1", req, h)
+		}
+	}
+}
+
+// TestRawResponseFraming: the raw path forwards a response's framing as
+// the backend wrote it, so it refuses framing a client could read
+// otherwise than the edge did; the client gets a 502 instead.
+func TestRawResponseFraming(t *testing.T) {
+	for _, tc := range []struct {
+		name, head string
+		ok         bool
+	}{
+		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true},
+		{"signed length", "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n", false},
+		{"two lengths", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", false},
+		{"length and chunked", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"gzip coding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false},
+	} {
+		var r rawResponse
+		err := parseResponse([]byte(tc.head), &r)
+		if tc.ok != (err == nil) || err != nil && !errors.Is(err, errBadResponse) {
+			t.Errorf("%s: parseResponse = %v; want ok %v", tc.name, err, tc.ok)
+		}
+	}
+	for _, tc := range []struct {
+		name, body string
+		ok         bool
+	}{
+		{"chunks", "5\r\nhello\r\n0\r\n\r\n", true},
+		{"extension", "5;x=y\r\nhello\r\n0\r\n\r\n", true},
+		{"signed size", "+5\r\nhello\r\n0\r\n\r\n", false},
+		{"0x size", "0x5\r\nhello\r\n0\r\n\r\n", false},
+	} {
+		client, server := net.Pipe()
+		go io.Copy(io.Discard, server)
+		w := rawBody{src: bufio.NewReader(strings.NewReader(tc.body)), dst: client, b: &backend{gone: context.Background()},
+			up: &rawUpstream{c: client, idle: time.Minute}}
+		err := w.copyChunked()
+		client.Close()
+		if tc.ok != (err == nil) {
+			t.Errorf("%s: copyChunked = %v; want ok %v", tc.name, err, tc.ok)
 		}
 	}
 }
