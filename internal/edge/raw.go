@@ -345,6 +345,8 @@ type rawExchange struct {
 	rt             *route
 	b              *backend
 	setCookie      string
+	// held says b is acquired for this request (release).
+	held bool
 }
 
 // serve serves the request whose head is the first n buffered bytes. It
@@ -445,12 +447,8 @@ func (x *rawExchange) forward(clientClose bool) (keep bool, err error) {
 	if m != nil {
 		m.inFlight.Inc()
 	}
-	defer func() {
-		x.b.done()
-		if m != nil {
-			m.inFlight.Dec()
-		}
-	}()
+	x.held = true
+	defer x.release()
 	sent := x.start
 	var u *rawUpstream
 	fresh := false
@@ -481,6 +479,19 @@ func (x *rawExchange) forward(clientClose bool) (keep bool, err error) {
 	}
 	x.b.observe(time.Since(sent), x.resp.status)
 	return x.copyResponse(u, clientClose)
+}
+
+// release ends the request on its backend, once: done, and one fewer
+// in flight.
+func (x *rawExchange) release() {
+	if !x.held {
+		return
+	}
+	x.held = false
+	x.b.done()
+	if m := x.rt.metrics; m != nil {
+		m.inFlight.Dec()
+	}
 }
 
 // roundTrip writes the request head to a connection to x.b (a new one
@@ -558,6 +569,9 @@ func (x *rawExchange) retryTarget(err error, attempt int) *backend {
 // recording the failure.
 func (x *rawExchange) upstreamFailed(err error) (bool, error) {
 	status, msg := x.s.e.upstreamFailure(x.rt, x.b, x.id, x.method, x.path, err, upstreamTimedOut(err))
+	// The backend is done with before the client has the answer, which
+	// it may follow with a look at the backend's counts.
+	x.release()
 	out := x.out[:0]
 	out = append(out, "HTTP/1.1 "...)
 	out = append(out, fmt.Sprintf("%d %s", status, http.StatusText(status))...)
