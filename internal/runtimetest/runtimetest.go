@@ -61,7 +61,7 @@ type Harness struct {
 }
 
 // BuildTestApp builds ./testapp into a new directory under /tmp, made
-// readable and executable by every user (instances may run as nobody), and
+// readable and executable by every user, and
 // returns the directory; the binary is "testapp" in it. It is removed when
 // t ends. Build it once per top-level test.
 func BuildTestApp(t testing.TB) string {
@@ -88,6 +88,36 @@ func BuildTestApp(t testing.TB) string {
 	}
 	if err := os.Chmod(filepath.Join(dir, "testapp"), 0o755); err != nil {
 		t.Fatalf("make test app executable: %v", err)
+	}
+	return dir
+}
+
+// ReleaseDir copies the test app built in src into a new directory (under
+// /tmp, or /var/lib/skiff-test as root), as an upload is unpacked for one release: owned by the current
+// user with mode 0700, removed when t ends. A runtime that gives each app
+// a user of its own hands such a directory over to that user, so tests
+// that start apps under several names give each its own.
+func ReleaseDir(t testing.TB, src string) string {
+	t.Helper()
+	// As root, apps get a private /tmp that would hide a release there.
+	parent := "/tmp"
+	if os.Geteuid() == 0 {
+		parent = "/var/lib/skiff-test"
+		if err := os.MkdirAll(parent, 0o711); err != nil {
+			t.Fatalf("make release directory: %v", err)
+		}
+	}
+	dir, err := os.MkdirTemp(parent, "skiff-release-")
+	if err != nil {
+		t.Fatalf("make release directory: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	b, err := os.ReadFile(filepath.Join(src, "testapp"))
+	if err != nil {
+		t.Fatalf("copy test app: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "testapp"), b, 0o755); err != nil {
+		t.Fatalf("copy test app: %v", err)
 	}
 	return dir
 }

@@ -227,6 +227,7 @@ func TestRecoveryAfterKill9(t *testing.T) {
 			dir := t.TempDir()
 			node := fmt.Sprintf("crash-%d-%d-%d", os.Getpid(), i, time.Now().UnixNano())
 			t.Cleanup(func() { killNode(t, dir, node) })
+			appDir := runtimetest.ReleaseDir(t, appDir)
 
 			runAndKill(t, dir, node, appDir, tt.ops, tt.crash)
 			before := leaders(t, node)

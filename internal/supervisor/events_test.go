@@ -72,7 +72,7 @@ func TestEventsLogsAndWatch(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 
-	tm := template(appDir, 1)
+	tm := template(runtimetest.ReleaseDir(t, appDir), 1)
 	tm.Env = map[string]string{"TESTAPP_MODE": "crash", "TESTAPP_EXIT_CODE": "4"}
 	if err := s.Scale(context.Background(), tm, 1); err != nil {
 		t.Fatal(err)

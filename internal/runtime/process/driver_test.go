@@ -28,15 +28,22 @@ import (
 var (
 	appOnce sync.Once
 	appDir  string
+	appDirs sync.Map
 )
 
-// testApp builds the test app once for this package's driver tests.
+// testApp builds the test app once for this package's driver tests, and
+// returns the test's own copy of it: a driver running as root hands the
+// tree over to the app's user.
 func testApp(t *testing.T) string {
 	appOnce.Do(func() { appDir = runtimetest.BuildTestApp(&processLifetime{t}) })
 	if appDir == "" {
 		t.Fatal("test app was not built")
 	}
-	return appDir
+	if dir, ok := appDirs.Load(t.Name()); ok {
+		return dir.(string)
+	}
+	dir, _ := appDirs.LoadOrStore(t.Name(), runtimetest.ReleaseDir(t, appDir))
+	return dir.(string)
 }
 
 // processLifetime is a testing.TB whose cleanups run when the test binary
@@ -235,7 +242,7 @@ func TestStartEnvironmentAndUser(t *testing.T) {
 	if err != nil || st.pgrp != h.PID {
 		t.Errorf("instance does not lead its own process group: %+v, %v", st, err)
 	}
-	if h.Ref != startRef(st.startTicks) || h.StartedAt.IsZero() || time.Since(h.StartedAt) > time.Minute {
+	if h.Ref != startRef(st.startTicks, mustUID(t, h.PID)) || h.StartedAt.IsZero() || time.Since(h.StartedAt) > time.Minute {
 		t.Errorf("handle identity = %q %s, want start ticks %d and a recent start", h.Ref, h.StartedAt, st.startTicks)
 	}
 	fi, err := os.Stat(d.LogPath(h))
@@ -244,9 +251,13 @@ func TestStartEnvironmentAndUser(t *testing.T) {
 	}
 	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.PID))
 	if os.Geteuid() == 0 {
-		// Apps never run as root: by default they run as nobody, with no
-		// supplementary groups.
-		for _, line := range []string{"Uid:\t65534\t65534\t65534\t65534", "Gid:\t65534\t65534\t65534\t65534", "Groups:\t \n"} {
+		// Apps never run as root: by default each runs as a user of its
+		// own, with the group of the same number and no other groups.
+		uid, ok := d.users.uids["app"]
+		if !ok || !IsAppUID(uid) {
+			t.Fatalf("app has no user of its own: %v", d.users.uids)
+		}
+		for _, line := range []string{fmt.Sprintf("Uid:\t%d\t%d\t%d\t%d", uid, uid, uid, uid), fmt.Sprintf("Gid:\t%d\t%d\t%d\t%d", uid, uid, uid, uid), "Groups:\t \n", "NoNewPrivs:\t1"} {
 			if !strings.Contains(string(status), line) {
 				t.Errorf("instance runs with the wrong identity; want %q in\n%s", line, status)
 			}
@@ -254,6 +265,16 @@ func TestStartEnvironmentAndUser(t *testing.T) {
 	} else if !strings.Contains(string(status), fmt.Sprintf("Uid:\t%d\t", os.Geteuid())) {
 		t.Errorf("instance does not run as the current user:\n%s", status)
 	}
+}
+
+// mustUID is the real uid pid runs as.
+func mustUID(t *testing.T, pid int) uint32 {
+	t.Helper()
+	uid, err := processUID(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uid
 }
 
 func TestStartPicksFreePortOrUsesGiven(t *testing.T) {
@@ -493,7 +514,7 @@ func TestNeverSignalsAReusedPID(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := []supervisor.Handle{
-		{ID: "app-3-stale", PID: stranger.Process.Pid, Ref: startRef(st.startTicks - 1), StartedAt: time.Now()},
+		{ID: "app-3-stale", PID: stranger.Process.Pid, Ref: startRef(st.startTicks-1, mustUID(t, stranger.Process.Pid)), StartedAt: time.Now()},
 		{ID: "app-3-stale", PID: stranger.Process.Pid, StartedAt: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}
 	for _, h := range stale {

@@ -6,7 +6,13 @@
 // its own log file. Nothing ties it to the skiff server's life: when the
 // server stops or crashes, instances keep running and keep logging, and the
 // next server finds them again by the SKIFF_NODE and SKIFF_INSTANCE
-// variables in their environment (Recover) and adopts them.
+// variables in their environment (Recover). Those variables are only a
+// claim any process can make: the supervisor adopts a found process only
+// when its pid, start time and uid (the Handle's PID and Ref) are the ones
+// it recorded when this driver started it.
+//
+// As root, each app runs as a user of its own with a private /tmp
+// (isolate.go, users.go).
 //
 // An instance is its whole process group: when the group leader exits, the
 // driver kills what is left of the group, so a restarted instance never
@@ -38,10 +44,10 @@ type Options struct {
 	// Recover and Stop never touch a process of another node, so several
 	// servers can share a machine. Required.
 	NodeID string
-	// User runs instances. Default: the current user, except when skiff
-	// runs as root, where it is "nobody" (apps never run as root). A user
-	// that does not exist is an error, except "nobody", which falls back to
-	// uid and gid 65534.
+	// User runs every instance as this one user. Default "": as root, each
+	// app runs as a user of its own (see AppUIDBase), with its own release
+	// tree and /tmp; otherwise instances run as the current user. A user
+	// that does not exist, or root, is an error.
 	User string
 	// Logger receives the driver's own messages. Default slog.Default().
 	Logger *slog.Logger
@@ -52,8 +58,16 @@ type Driver struct {
 	stateDir string
 	nodeID   string
 	log      *slog.Logger
-	// cred is the user instances run as; nil runs them as the current user.
+	// cred is the one user every instance runs as (Options.User); nil
+	// with users set runs each app as its own user, nil without users as
+	// the current user.
 	cred *credential
+	// users gives each app its own uid; nil unless skiff runs as root
+	// without Options.User.
+	users *appUsers
+	// mountNS tells whether instances get a mount namespace of their own
+	// (a private /tmp); without it they get $TMPDIR.
+	mountNS bool
 	// cg places instances in cgroups with their limits; nil without limits.
 	cg *cgroups
 
@@ -96,6 +110,20 @@ func New(opts Options) (*Driver, error) {
 	if err := os.MkdirAll(filepath.Join(opts.StateDir, "logs"), 0o750); err != nil {
 		return nil, fmt.Errorf("new process driver: create log directory: %w", err)
 	}
+	var users *appUsers
+	mountNS := false
+	if opts.User == "" && os.Geteuid() == 0 {
+		if users, err = openAppUsers(opts.StateDir); err != nil {
+			return nil, fmt.Errorf("new process driver: %w", err)
+		}
+		if err := canMountNamespace(); err != nil {
+			log.Warn("apps get no private /tmp of their own, only $TMPDIR", "reason", err.Error())
+		} else {
+			mountNS = true
+		}
+	} else if opts.User == "" {
+		log.Info("apps run as skiff's own user: run skiff as root to give each app a user of its own")
+	}
 	cg, err := openCgroups(defaultCgroupRoot, opts.NodeID, []string{"cpu", "memory"})
 	if err != nil {
 		log.Info("instances run without resource limits", "reason", err.Error())
@@ -106,6 +134,8 @@ func New(opts Options) (*Driver, error) {
 		nodeID:   opts.NodeID,
 		log:      log,
 		cred:     cred,
+		users:    users,
+		mountNS:  mountNS,
 		cg:       cg,
 		children: make(map[string]*child),
 	}, nil
@@ -160,16 +190,10 @@ type credential struct {
 // lookupCredential resolves Options.User.
 func lookupCredential(name string) (*credential, error) {
 	if name == "" {
-		if os.Geteuid() != 0 {
-			return nil, nil
-		}
-		name = "nobody"
+		return nil, nil
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
-		if name == "nobody" {
-			return &credential{name: name, uid: 65534, gid: 65534}, nil
-		}
 		return nil, fmt.Errorf("%w: user %q to run instances as: %w (create the user or set another)", ErrBadOptions, name, err)
 	}
 	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)

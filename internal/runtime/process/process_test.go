@@ -42,7 +42,7 @@ func TestConformance(t *testing.T) {
 				App:     app,
 				Release: release,
 				Command: []string{"./testapp"},
-				Dir:     appDir,
+				Dir:     releaseDir(t, appDir, app),
 				Env:     env,
 				Health: instance.Health{Path: "/healthz", Interval: 50 * time.Millisecond, Timeout: 500 * time.Millisecond,
 					Threshold: 3, LivenessThreshold: 6},
@@ -63,6 +63,20 @@ func TestConformance(t *testing.T) {
 	}
 	runtimetest.Run(t, h)
 }
+
+// releaseDir gives each app of each test its own copy of the test app,
+// as each release has its own tree, since a driver running as root hands
+// the tree over to the app's user.
+func releaseDir(t *testing.T, src, app string) string {
+	key := t.Name() + "/" + app
+	if dir, ok := releaseDirs.Load(key); ok {
+		return dir.(string)
+	}
+	dir, _ := releaseDirs.LoadOrStore(key, runtimetest.ReleaseDir(t, src))
+	return dir.(string)
+}
+
+var releaseDirs sync.Map
 
 // newDriver returns a driver whose node is private to dir, so tests in
 // parallel never see each other's instances, and which kills whatever of

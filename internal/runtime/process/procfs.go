@@ -160,8 +160,12 @@ func startTime(ticks uint64) (time.Time, error) {
 }
 
 // startRef is how a Handle's Ref records the process's start ticks, the
-// exact identity the driver checks before it signals a pid.
-func startRef(ticks uint64) string { return "start:" + strconv.FormatUint(ticks, 10) }
+// exact identity the driver checks before it signals a pid, and the uid it
+// runs as. The supervisor adopts after a restart only a process whose pid
+// and Ref equal what it recorded when it started it.
+func startRef(ticks uint64, uid uint32) string {
+	return "start:" + strconv.FormatUint(ticks, 10) + ",uid:" + strconv.FormatUint(uint64(uid), 10)
+}
 
 // refTicks reads start ticks back from a Handle's Ref.
 func refTicks(ref string) (uint64, bool) {
@@ -169,6 +173,28 @@ func refTicks(ref string) (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
+	v, _, _ = strings.Cut(v, ",")
 	n, err := strconv.ParseUint(v, 10, 64)
 	return n, err == nil
+}
+
+// parseStatusUID takes the real uid from the text of /proc/<pid>/status
+// ("Uid:\treal\teffective\tsaved\tfs").
+func parseStatusUID(pid int, b []byte) (uint32, error) {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "Uid:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			break
+		}
+		uid, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("parse /proc/%d/status: Uid %q: %w", pid, v, err)
+		}
+		return uint32(uid), nil
+	}
+	return 0, fmt.Errorf("parse /proc/%d/status: no Uid line", pid)
 }

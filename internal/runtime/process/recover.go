@@ -11,10 +11,12 @@ import (
 	"github.com/skiff-sh/skiff/internal/supervisor"
 )
 
-// Recover finds the instances of this node that still run: every living
-// process group leader whose environment carries SKIFF_NODE equal to this
-// node and an instance id. The environment is set at start and cannot be
-// lost, so an instance is found even when skiff died before recording it.
+// Recover finds the processes that claim to be instances of this node:
+// every living process group leader whose environment carries SKIFF_NODE
+// equal to this node and an instance id. Any process may make that claim,
+// so each Handle carries what the claim cannot fake (the pid, and in Ref
+// the start time and uid the kernel reports), and the supervisor adopts
+// only the ones it recorded.
 func (d *Driver) Recover(ctx context.Context) ([]supervisor.Handle, error) {
 	pids, err := listPIDs()
 	if err != nil {
@@ -34,7 +36,11 @@ func (d *Driver) Recover(ctx context.Context) ([]supervisor.Handle, error) {
 		if err != nil || env["SKIFF_NODE"] != d.nodeID || env["SKIFF_INSTANCE"] == "" {
 			continue
 		}
-		h, err := handleFromEnv(pid, st, env)
+		uid, err := processUID(pid)
+		if err != nil {
+			continue
+		}
+		h, err := handleFromEnv(pid, st, uid, env)
 		if err != nil {
 			d.log.Warn("skipping a process that looks like an instance", "pid", pid, "err", err)
 			continue
@@ -56,7 +62,7 @@ func (d *Driver) Recover(ctx context.Context) ([]supervisor.Handle, error) {
 }
 
 // handleFromEnv rebuilds a Handle from what Start put in the environment.
-func handleFromEnv(pid int, st procStat, env map[string]string) (supervisor.Handle, error) {
+func handleFromEnv(pid int, st procStat, uid uint32, env map[string]string) (supervisor.Handle, error) {
 	rel, err := strconv.Atoi(env["SKIFF_RELEASE"])
 	if err != nil {
 		return supervisor.Handle{}, fmt.Errorf("instance %s: SKIFF_RELEASE %q: %w", env["SKIFF_INSTANCE"], env["SKIFF_RELEASE"], err)
@@ -76,6 +82,6 @@ func handleFromEnv(pid int, st procStat, env map[string]string) (supervisor.Hand
 		Endpoint:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		PID:       pid,
 		StartedAt: started,
-		Ref:       startRef(st.startTicks),
+		Ref:       startRef(st.startTicks, uid),
 	}, nil
 }

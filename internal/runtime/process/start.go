@@ -66,8 +66,30 @@ func (d *Driver) Start(ctx context.Context, id string, t instance.Template) (sup
 		// outlive skiff.
 		Setpgid: true,
 	}
-	if d.cred != nil {
+	uid := uint32(os.Geteuid())
+	args := t.Command
+	switch {
+	case d.cred != nil:
+		uid = d.cred.uid
 		attr.Credential = &syscall.Credential{Uid: d.cred.uid, Gid: d.cred.gid, Groups: []uint32{}}
+	case d.users != nil:
+		if uid, err = d.users.uid(t.App); err != nil {
+			return supervisor.Handle{}, fmt.Errorf("start instance %s: %w", id, err)
+		}
+		tmp, err := d.appDirs(t.App, t.Dir, uid)
+		if err != nil {
+			return supervisor.Handle{}, fmt.Errorf("start instance %s: %w", id, err)
+		}
+		if d.mountNS && !underTmp(t.Dir) {
+			// The app init mounts tmp on /tmp, switches to uid and execs
+			// path (isolate.go).
+			attr.Cloneflags = syscall.CLONE_NEWNS
+			args = append([]string{initName, tmp, strconv.FormatUint(uint64(uid), 10), strconv.FormatUint(uint64(uid), 10), path}, t.Command...)
+			path = "/proc/self/exe"
+		} else {
+			env["TMPDIR"] = tmp
+			attr.Credential = &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}
+		}
 	}
 	if d.cg != nil {
 		cgf, err := d.cg.prepare(id, t.Resources)
@@ -80,7 +102,7 @@ func (d *Driver) Start(ctx context.Context, id string, t instance.Template) (sup
 	}
 	cmd := &exec.Cmd{
 		Path:        path,
-		Args:        t.Command,
+		Args:        args,
 		Dir:         t.Dir,
 		Env:         envList(env),
 		Stdout:      logf,
@@ -89,8 +111,8 @@ func (d *Driver) Start(ctx context.Context, id string, t instance.Template) (sup
 	}
 	if err := cmd.Start(); err != nil {
 		who := ""
-		if d.cred != nil {
-			who = " as user " + d.cred.name
+		if d.cred != nil || d.users != nil {
+			who = " as uid " + strconv.FormatUint(uint64(uid), 10)
 		}
 		return supervisor.Handle{}, fmt.Errorf("start instance %s: %w: %q in release directory %s%s: %w", id, ErrCommand, t.Command[0], t.Dir, who, err)
 	}
@@ -101,7 +123,7 @@ func (d *Driver) Start(ctx context.Context, id string, t instance.Template) (sup
 	h.PID = pid
 	h.StartedAt = startTimeOrNow(st, err)
 	if err == nil {
-		h.Ref = startRef(st.startTicks)
+		h.Ref = startRef(st.startTicks, uid)
 	}
 	c := &child{pid: pid, id: id, cmd: cmd, done: make(chan struct{})}
 	d.mu.Lock()

@@ -292,7 +292,7 @@ func (d *Driver) sweep(h supervisor.Handle) {
 		if err != nil || env["SKIFF_NODE"] != d.nodeID || env["SKIFF_INSTANCE"] != h.ID {
 			continue
 		}
-		p, err := openProc(supervisor.Handle{PID: pid, Ref: startRef(st.startTicks)})
+		p, err := openProc(supervisor.Handle{PID: pid, Ref: startRef(st.startTicks, 0)})
 		if err != nil || p == nil {
 			continue
 		}
