@@ -212,9 +212,13 @@ func TestRecoveryAfterKill9(t *testing.T) {
 		keptRunning []int
 		// orphans is how many instances recovery must stop.
 		orphans int
+		// unrecorded: the processes that ran at the crash were never
+		// recorded, so recovery cannot tell them from impostors: it must
+		// stop every one of them (impostor_stopped) and start anew.
+		unrecorded bool
 	}{
 		{name: "after recording a larger size", ops: "scale:1:2", crash: "scale.persisted", want: map[int]int{1: 2}},
-		{name: "after start, before recording it", ops: "scale:1:3", crash: "start.returned", want: map[int]int{1: 3}, keptRunning: []int{1}},
+		{name: "after start, before recording it", ops: "scale:1:3", crash: "start.returned", want: map[int]int{1: 3}, unrecorded: true},
 		{name: "after recording a smaller size", ops: "scale:1:3,wait:1:3,scale:1:1", crash: "shrink.persisted", want: map[int]int{1: 1}, orphans: 2},
 		{name: "after recording a removal", ops: "scale:1:2,wait:1:2,remove:1", crash: "remove.persisted", want: map[int]int{1: 1}, orphans: 1},
 		{name: "after recording a deleted set", ops: "scale:1:2,scale:2:1,wait:1:2,wait:2:1,delete:1", crash: "deleteset.persisted",
@@ -299,6 +303,17 @@ func TestRecoveryAfterKill9(t *testing.T) {
 			defer mu.Unlock()
 			if kinds[supervisor.EventOrphanStopped] != tt.orphans {
 				t.Errorf("orphans stopped = %d, want %d (events %v)", kinds[supervisor.EventOrphanStopped], tt.orphans, kinds)
+			}
+			if tt.unrecorded {
+				if len(before) == 0 || kinds[supervisor.EventImpostorStopped] != len(before) {
+					t.Errorf("impostors stopped = %d, want every one of the %d unrecorded processes (events %v)",
+						kinds[supervisor.EventImpostorStopped], len(before), kinds)
+				}
+				for id, pids := range before {
+					if got := procs[id]; len(got) == 1 && got[0] == pids[0] {
+						t.Errorf("instance %s still runs as unrecorded pid %d: adopted without proof", id, pids[0])
+					}
+				}
 			}
 		})
 	}

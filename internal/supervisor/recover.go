@@ -13,13 +13,17 @@ import (
 
 // Start recovers and then keeps every set at size until ctx ends or Close.
 //
-// Recovery reads sets.json and asks the Driver which of this node's
-// instances still run. A running instance of a known set is adopted, not
-// restarted, as long as the set wants it: recorded ids first, then ones
-// started just before a crash and never recorded. Running instances of
-// unknown sets or beyond a set's size are stopped (orphan_stopped). The
-// reconciled state is recorded, orphans are stopped, and then missing
-// instances are started. Start returns once that is done.
+// Recovery reads sets.json and asks the Driver which processes claim to be
+// this node's instances. A claim is only that: a process app can read its
+// own variables and start a process carrying another instance's. So a
+// running instance is adopted, not restarted, only when it is the very
+// process skiff recorded starting (the same PID and Ref, see sameProcess)
+// and its set still wants it. Any other process claiming a recorded
+// instance is stopped and reported (impostor_stopped), and the instance
+// started again; running instances of unknown sets or beyond a set's size
+// are stopped too (orphan_stopped). The reconciled state is recorded,
+// impostors and orphans are stopped, and then missing instances are
+// started. Start returns once that is done.
 func (s *Supervisor) Start(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -56,8 +60,23 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		return fmt.Errorf("start supervisor: %w", err)
 	}
 
-	// Orphans go first: one may hold a fixed port a new instance needs.
+	// Impostors and orphans go first: one may hold a fixed port a new
+	// instance needs.
 	var wg sync.WaitGroup
+	for _, imp := range plan.impostors {
+		h := imp.h
+		s.log.Warn("stopping a process that claims to be an instance", "app", h.App, "release", h.Release,
+			"instance", h.ID, "pid", h.PID, "reason", imp.reason)
+		wg.Go(func() {
+			// Only Stop: the instance's cgroup, log and name are the
+			// real instance's, which may run on or start again.
+			if err := s.driver.Stop(context.WithoutCancel(ctx), h, s.opts.StopGrace); err != nil {
+				s.log.Error("could not stop a process that claims to be an instance", "instance", h.ID, "pid", h.PID, "err", err)
+			}
+			s.emit(Event{App: h.App, Release: h.Release, Instance: h.ID, Kind: EventImpostorStopped, Message: imp.reason,
+				Data: map[string]any{"pid": h.PID}})
+		})
+	}
 	for _, h := range plan.orphans {
 		wg.Go(func() {
 			s.stopHandle(context.WithoutCancel(ctx), setKey{h.App, h.Release}, h.ID, h, EventOrphanStopped,
@@ -90,7 +109,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		}
 	}
 	s.log.Info("supervisor recovered", "sets", len(plan.sets), "adopted", len(plan.adopted),
-		"started", len(plan.toStart), "orphans_stopped", len(plan.orphans))
+		"started", len(plan.toStart), "orphans_stopped", len(plan.orphans), "impostors_stopped", len(plan.impostors))
 	apps := map[string]bool{}
 	for key := range plan.sets {
 		apps[key.app] = true
@@ -103,25 +122,42 @@ func (s *Supervisor) Start(ctx context.Context) error {
 
 // recoveryPlan is what Start does with what it found.
 type recoveryPlan struct {
-	sets    map[setKey]*set
-	adopted []*inst  // running and wanted: watched, not restarted
-	toStart []*inst  // wanted but not running
-	orphans []Handle // running and not wanted: stopped
+	sets      map[setKey]*set
+	adopted   []*inst    // running and wanted: watched, not restarted
+	toStart   []*inst    // wanted but not running
+	orphans   []Handle   // running and not wanted: stopped
+	impostors []impostor // claiming a recorded instance they are not: stopped
+}
+
+// impostor is a process that carries a recorded instance's identity but is
+// not the process skiff recorded starting for it.
+type impostor struct {
+	h      Handle
+	reason string
+}
+
+// sameProcess reports whether found, as the Driver's Recover reports it,
+// is the process recorded when it was started: the same Ref (the
+// process's start time and uid, a container's ID) and, when one was
+// recorded, the same PID. A recorded Ref that is empty proves nothing.
+func sameProcess(recorded, found Handle) bool {
+	return recorded.Ref != "" && recorded.Ref == found.Ref && (recorded.PID == 0 || recorded.PID == found.PID)
 }
 
 // planRecovery reconciles the recorded sets with the running instances.
 // Each set keeps exactly its recorded size: running recorded instances
 // first (oldest first), then recorded ones that no longer run, then new
-// ids.
+// ids. Several running processes may claim one id; at most the one that
+// is the recorded process is adopted.
 func planRecovery(state stateFile, running []Handle, now time.Time) recoveryPlan {
 	p := recoveryPlan{sets: make(map[setKey]*set)}
-	byKey := make(map[setKey]map[string]Handle)
+	byKey := make(map[setKey]map[string][]Handle)
 	for _, h := range running {
 		key := setKey{h.App, h.Release}
 		if byKey[key] == nil {
-			byKey[key] = make(map[string]Handle)
+			byKey[key] = make(map[string][]Handle)
 		}
-		byKey[key][h.ID] = h
+		byKey[key][h.ID] = append(byKey[key][h.ID], h)
 	}
 	for _, rec := range state.Sets {
 		key := setKey{rec.Template.App, rec.Template.Release}
@@ -137,18 +173,29 @@ func planRecovery(state stateFile, running []Handle, now time.Time) recoveryPlan
 			return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
 		})
 		room := func() bool { return len(st.insts) < rec.Size }
-		// Recorded and running.
+		// Recorded and running: adopted when it is the recorded process.
 		for _, r := range records {
-			h, ok := live[r.ID]
+			claims, ok := live[r.ID]
 			if !ok {
 				continue
 			}
 			delete(live, r.ID)
-			if !room() {
-				p.orphans = append(p.orphans, h)
+			var real *Handle
+			for _, h := range claims {
+				if real == nil && r.Handle != nil && sameProcess(*r.Handle, h) {
+					real = &h
+					continue
+				}
+				p.impostors = append(p.impostors, impostor{h, impostorReason(r, h)})
+			}
+			if real == nil {
 				continue
 			}
-			in := adoptedInst(key, r.ID, r.Created, h)
+			if !room() {
+				p.orphans = append(p.orphans, *real)
+				continue
+			}
+			in := adoptedInst(key, r.ID, r.Created, *real)
 			in.draining, in.restarts = r.Draining, r.Restarts
 			st.insts[in.id] = in
 			p.adopted = append(p.adopted, in)
@@ -156,11 +203,11 @@ func planRecovery(state stateFile, running []Handle, now time.Time) recoveryPlan
 		// Running but not recorded: every id is recorded before its first
 		// start, so these left the set (Remove, a shrink) right before a
 		// crash that kept them from being stopped.
-		for _, h := range live {
-			p.orphans = append(p.orphans, h)
+		for _, claims := range live {
+			p.orphans = append(p.orphans, claims...)
 		}
 		// Recorded but not running: it exited while skiff was away, or
-		// was never started.
+		// was never started, or what runs under its id is not it.
 		for _, r := range records {
 			if !room() {
 				break
@@ -187,17 +234,25 @@ func planRecovery(state stateFile, running []Handle, now time.Time) recoveryPlan
 		}
 	}
 	// Instances of sets nobody recorded.
-	keys := make([]setKey, 0, len(byKey))
-	for key := range byKey {
-		keys = append(keys, key)
-	}
-	for _, key := range keys {
-		for _, h := range byKey[key] {
-			p.orphans = append(p.orphans, h)
+	for _, ids := range byKey {
+		for _, claims := range ids {
+			p.orphans = append(p.orphans, claims...)
 		}
 	}
-	slices.SortFunc(p.orphans, func(a, b Handle) int { return cmp.Compare(a.ID, b.ID) })
+	byID := func(a, b Handle) int { return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.PID, b.PID)) }
+	slices.SortFunc(p.orphans, byID)
+	slices.SortFunc(p.impostors, func(a, b impostor) int { return byID(a.h, b.h) })
 	return p
+}
+
+// impostorReason says why h, claiming the instance of r, is not adopted.
+func impostorReason(r instanceRecord, h Handle) string {
+	if r.Handle == nil || r.Handle.Ref == "" {
+		return fmt.Sprintf("pid %d carries the identity of instance %s, which skiff has no record of starting "+
+			"(a crash right after a start leaves one too); stopped, never routed", h.PID, r.ID)
+	}
+	return fmt.Sprintf("pid %d carries the identity of instance %s but is not the process skiff started for it "+
+		"(pid %d, %s); stopped, never routed", h.PID, r.ID, r.Handle.PID, r.Handle.Ref)
 }
 
 func adoptedInst(key setKey, id string, created time.Time, h Handle) *inst {

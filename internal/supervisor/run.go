@@ -80,10 +80,28 @@ func (s *Supervisor) run(ctx context.Context, in *inst, tmpl instance.Template, 
 			in.nextStart = time.Time{}
 			s.mu.Unlock()
 			s.hook("start.returned")
-			// Recorded right away; a crash before this line is covered by
-			// Recover, which finds the process by its environment.
+			// Recorded durably before anything reports it started: after a
+			// restart, only a recorded process is adopted. One that cannot
+			// be recorded is stopped and counts as a failed start (a crash
+			// before this line leaves it unrecorded, and recovery stops it).
 			if err := s.persist(); err != nil {
-				log.Error("could not record a started instance", "err", err)
+				log.Error("could not record a started instance; stopping it", "err", err)
+				if err := s.driver.Stop(context.WithoutCancel(ctx), h, s.opts.StopGrace); err != nil {
+					log.Error("could not stop an unrecorded instance", "err", err)
+				}
+				if err := s.driver.Cleanup(context.WithoutCancel(ctx), h); err != nil {
+					log.Warn("could not clean up after an unrecorded instance", "err", err)
+				}
+				s.mu.Lock()
+				in.running = false
+				s.mu.Unlock()
+				exit := instance.Exit{Code: -1, At: time.Now(), LogTail: []string{err.Error()}}
+				delay := s.backoff(exitsInARow)
+				exitsInARow++
+				if !s.crashed(ctx, in, exit, delay, "started, but skiff could not record it: "+err.Error()) {
+					return
+				}
+				continue
 			}
 			s.emit(Event{App: tmpl.App, Release: tmpl.Release, Instance: in.id, Kind: EventStarted,
 				Message: fmt.Sprintf("started at %s", h.Endpoint)})

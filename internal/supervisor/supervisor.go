@@ -89,6 +89,10 @@ const (
 	EventStopped        = "instance.stopped"
 	EventAdopted        = "instance.adopted"
 	EventOrphanStopped  = "instance.orphan_stopped"
+	// EventImpostorStopped: a process carried a recorded instance's
+	// identity without being the process skiff started; it was stopped
+	// and never routed. A security event: an app may have forged it.
+	EventImpostorStopped = "instance.impostor_stopped"
 )
 
 var (

@@ -16,20 +16,26 @@ import (
 // equal to this node and an instance id. Any process may make that claim,
 // so each Handle carries what the claim cannot fake (the pid, and in Ref
 // the start time and uid the kernel reports), and the supervisor adopts
-// only the ones it recorded.
+// only the ones it recorded. Several processes may claim one id; all are
+// returned, except a claim's own descendants.
 func (d *Driver) Recover(ctx context.Context) ([]supervisor.Handle, error) {
 	pids, err := listPIDs()
 	if err != nil {
 		return nil, fmt.Errorf("recover instances: %w", err)
 	}
-	found := make(map[string]supervisor.Handle)
-	ticks := make(map[string]uint64)
+	var found []supervisor.Handle
+	parent := make(map[int]int)
+	claims := make(map[int]string)
 	for _, pid := range pids {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("recover instances: %w", err)
 		}
 		st, err := readStat(pid)
-		if err != nil || st.pgrp != pid || st.zombie() {
+		if err != nil || st.zombie() {
+			continue
+		}
+		parent[pid] = st.ppid
+		if st.pgrp != pid {
 			continue
 		}
 		env, err := readEnviron(pid)
@@ -45,20 +51,34 @@ func (d *Driver) Recover(ctx context.Context) ([]supervisor.Handle, error) {
 			d.log.Warn("skipping a process that looks like an instance", "pid", pid, "err", err)
 			continue
 		}
-		// An instance's own child that made itself a group leader carries
-		// the same id; the instance is the one that started first.
-		if t, ok := ticks[h.ID]; ok && t <= st.startTicks {
-			continue
-		}
-		found[h.ID] = h
-		ticks[h.ID] = st.startTicks
+		found = append(found, h)
+		claims[pid] = h.ID
 	}
+	// An instance's own child that made itself a group leader carries the
+	// same id: it belongs to the instance and is no claim of its own.
 	out := make([]supervisor.Handle, 0, len(found))
 	for _, h := range found {
-		out = append(out, h)
+		if !descends(h.PID, h.ID, parent, claims) {
+			out = append(out, h)
+		}
 	}
 	slices.SortFunc(out, func(a, b supervisor.Handle) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+// descends reports whether an ancestor of pid claims instance id.
+func descends(pid int, id string, parent map[int]int, claims map[int]string) bool {
+	for range 256 {
+		pp, ok := parent[pid]
+		if !ok || pp <= 1 {
+			return false
+		}
+		if claims[pp] == id {
+			return true
+		}
+		pid = pp
+	}
+	return false
 }
 
 // handleFromEnv rebuilds a Handle from what Start put in the environment.
